@@ -16,7 +16,17 @@ import pyarrow as pa
 
 from engine.dbn import DEFAULT_BLOCK_BYTES, DBNReader
 from engine.errors import DecodeError
-from engine.kernels import ACTION_CODES, ACTIONS, NS_PER_DAY, SIDE_CODES, SIDES, decode_records, keep_codes, scale_prices, split_days
+from engine.kernels import (
+    ACTION_CODES,
+    ACTIONS,
+    NS_PER_DAY,
+    SIDE_CODES,
+    SIDES,
+    decode_records,
+    keep_codes,
+    scale_prices,
+    split_days,
+)
 from engine.symbology import Symbology
 
 __all__ = [

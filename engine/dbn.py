@@ -61,14 +61,14 @@ MBO_DTYPE = np.dtype(
 )
 """One MBO record, 56 bytes, as the databento decoder lays it out."""
 
-MBO_DTYPE_TS_OUT = np.dtype(MBO_DTYPE.descr + [("ts_out", "<u8")])
+MBO_DTYPE_TS_OUT = np.dtype([*MBO_DTYPE.descr, ("ts_out", "<u8")])
 """An MBO record of a ``ts_out = 1`` file: 8 more bytes, the gateway's send time."""
 
 RTYPE_MBO = 0xA0
 RTYPE_SYMBOL_MAPPING = 0x16
 UNDEF_PRICE = 2**63 - 1
 UNDEF_TIMESTAMP = 2**64 - 1
-DEFAULT_BLOCK_BYTES = 4 << 20
+DEFAULT_BLOCK_BYTES = 2 << 20
 MAX_RECORD_BYTES = 255 * 4
 SCHEMA_MIXED = 0xFFFF
 
@@ -145,8 +145,7 @@ def _open_stream(path: Path) -> tuple[BinaryIO, BinaryIO, bool]:
     head = raw.read(4)
     raw.seek(0)
     if head == _ZSTD_MAGIC:
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20, closefd=False)
-        return raw, reader, True
+        return raw, _ZstdStream(raw, path), True
     if len(head) == 4 and (int.from_bytes(head, "little") & _SKIPPABLE_MASK) == _SKIPPABLE_MAGIC:
         raw.close()
         raise DecodeError(
@@ -154,6 +153,56 @@ def _open_stream(path: Path) -> tuple[BinaryIO, BinaryIO, bool]:
             "convert it with `dbn --upgrade` from databento's dbn CLI"
         )  # fmt: skip
     return raw, raw, False
+
+
+class _ZstdStream:
+    """A readable stream over one or more zstd frames that raises on a frame cut short.
+
+    ``zstandard``'s own stream reader returns a clean EOF when the input ends inside a frame;
+    a truncated ``.dbn.zst`` must instead fail with the offset where the data stops.
+    """
+
+    def __init__(self, raw: BinaryIO, path: Path, read_size: int = 1 << 20) -> None:
+        self._raw, self._path, self._read_size = raw, path, read_size
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._pending = memoryview(b"")
+        self._in_frame = False
+        self._eof = False
+
+    def _refill(self) -> None:
+        while not self._pending and not self._eof:
+            chunk = self._raw.read(self._read_size)
+            if not chunk:
+                self._eof = True
+                if self._in_frame:
+                    raise DecodeError(self._path, self._raw.tell(), "corrupt zstd stream: the file ends inside a frame")
+                return
+            while chunk:
+                try:
+                    out = self._obj.decompress(chunk)
+                except zstandard.ZstdError as exc:
+                    at = self._raw.tell() - len(chunk)
+                    raise DecodeError(self._path, at, f"corrupt zstd stream ({exc})") from None
+                self._in_frame = not self._obj.eof
+                if out:
+                    self._pending = memoryview(out) if not self._pending else memoryview(bytes(self._pending) + out)
+                chunk = self._obj.unused_data if self._obj.eof else b""
+                if self._obj.eof:
+                    self._obj = self._dctx.decompressobj()
+                    self._in_frame = bool(chunk)
+
+    def readinto(self, view: memoryview) -> int:
+        self._refill()
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def read(self, n: int) -> bytes:
+        buf = bytearray(n)
+        got = self.readinto(memoryview(buf))
+        return bytes(buf[:got])
 
 
 def _read_exact(stream: BinaryIO, n: int, path: Path, offset: int, what: str) -> bytes:
@@ -312,7 +361,7 @@ class DBNReader:
     path : path-like
         A ``.dbn`` or ``.dbn.zst`` file, DBN version 1, 2 or 3, schema MBO or mixed.
     block_bytes : int
-        Decompressed bytes per block (default 4 MiB). Memory use is a small multiple of this.
+        Decompressed bytes per block (default 2 MiB). Memory use is a small multiple of this.
 
     Iterating yields structured arrays of :attr:`Metadata.record_dtype`. On the fast path each
     is a view of its block's buffer (no copy). ``symbol_mappings`` collects the SymbolMappingMsg
