@@ -35,6 +35,7 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m ''
 
 bench: setup
+	$(BIN)/python bench/bench_synth.py
 	$(BIN)/python bench/bench_decode.py
 	$(BIN)/python bench/bench_ingest_parquet.py
 
