@@ -31,8 +31,16 @@ def generated_day(records: int, seed: int = 7, date: str = "2025-10-22") -> Path
 
 
 def peak_rss_mib() -> float:
-    """Peak RSS of this process and its waited-for children, MiB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak RSS of this process (VmHWM, reset at exec) and of its waited-for children, MiB.
+
+    ``getrusage(RUSAGE_SELF).ru_maxrss`` is not used for the process itself: Linux carries it over
+    fork + exec, so a child started by a big parent would report the parent's size.
+    """
+    own = 0
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                own = int(line.split()[1])
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, kids) / 1024
 
