@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import zstandard
@@ -132,7 +132,7 @@ class Metadata:
         return MBO_DTYPE_TS_OUT if self.ts_out else MBO_DTYPE
 
 
-def _open_stream(path: Path) -> tuple[BinaryIO, BinaryIO, bool]:
+def _open_stream(path: Path) -> tuple[BinaryIO, Any, bool]:
     """Open ``path``; return (raw file, decompressed stream, is_zstd)."""
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed by the reader
@@ -162,7 +162,7 @@ class _ZstdStream:
     a truncated ``.dbn.zst`` must instead fail with the offset where the data stops.
     """
 
-    def __init__(self, raw: BinaryIO, path: Path, read_size: int = 1 << 20) -> None:
+    def __init__(self, raw: BinaryIO, path: Path, read_size: int = 1 << 18) -> None:
         self._raw, self._path, self._read_size = raw, path, read_size
         self._dctx = zstandard.ZstdDecompressor()
         self._obj = self._dctx.decompressobj()
@@ -176,7 +176,9 @@ class _ZstdStream:
             if not chunk:
                 self._eof = True
                 if self._in_frame:
-                    raise DecodeError(self._path, self._raw.tell(), "corrupt zstd stream: the file ends inside a frame")
+                    raise DecodeError(
+                        self._path, self._raw.tell(), "corrupt zstd stream: the file ends inside a frame"
+                    )
                 return
             while chunk:
                 try:
@@ -186,7 +188,9 @@ class _ZstdStream:
                     raise DecodeError(self._path, at, f"corrupt zstd stream ({exc})") from None
                 self._in_frame = not self._obj.eof
                 if out:
-                    self._pending = memoryview(out) if not self._pending else memoryview(bytes(self._pending) + out)
+                    self._pending = (
+                        memoryview(out) if not self._pending else memoryview(bytes(self._pending) + out)
+                    )
                 chunk = self._obj.unused_data if self._obj.eof else b""
                 if self._obj.eof:
                     self._obj = self._dctx.decompressobj()
@@ -208,7 +212,9 @@ class _ZstdStream:
 def _read_exact(stream: BinaryIO, n: int, path: Path, offset: int, what: str) -> bytes:
     data = _read_zstd(stream, n, path, offset)
     if len(data) != n:
-        raise DecodeError(path, offset + len(data), f"truncated header: expected {n} bytes of {what}, file ends")
+        raise DecodeError(
+            path, offset + len(data), f"truncated header: expected {n} bytes of {what}, file ends"
+        )
     return data
 
 
@@ -267,7 +273,9 @@ def _parse_metadata(stream: BinaryIO, path: Path) -> Metadata:
         found = prelude[:3]
         raise DecodeError(path, 0, f"not a DBN file: expected magic b'DBN', found {found!r}")
     if len(prelude) < 8:
-        raise DecodeError(path, len(prelude), "truncated header: expected 8-byte prelude (magic, version, length)")
+        raise DecodeError(
+            path, len(prelude), "truncated header: expected 8-byte prelude (magic, version, length)"
+        )
     version = prelude[3]
     if version not in (1, 2, 3):
         raise DecodeError(path, 3, f"unsupported DBN version {version}, expected 1, 2 or 3")
@@ -383,7 +391,9 @@ class DBNReader:
         md = self.metadata
         if md.schema is not None and md.schema != "mbo":
             self._raw.close()
-            raise DecodeError(self.path, 8 + 16, f"schema is '{md.schema}', expected 'mbo' (or a mixed live file)")
+            raise DecodeError(
+                self.path, 8 + 16, f"schema is '{md.schema}', expected 'mbo' (or a mixed live file)"
+            )
         self.record_dtype = md.record_dtype
         self.record_size = self.record_dtype.itemsize
         self.symbol_mappings: list[SymbolMappingRecord] = []
@@ -414,7 +424,7 @@ class DBNReader:
 
     def _fill(self, buf: np.ndarray, start: int) -> int:
         """Read into buf[start:]; return the end of valid data."""
-        view = memoryview(buf)[start:]
+        view = memoryview(buf.data)[start:]  # type: ignore[arg-type]
         pos = 0
         while pos < len(view):
             try:
@@ -474,7 +484,9 @@ class DBNReader:
         n_mbo, n_other, consumed, err = walk_records(data, RTYPE_MBO, size // 4, starts, others)
         if err >= 0:
             raise DecodeError(
-                self.path, self.bytes_decoded + err, "record with length 0 or an MBO record of the wrong length"
+                self.path,
+                self.bytes_decoded + err,
+                "record with length 0 or an MBO record of the wrong length",
             )
         for i in range(n_other):
             self._other_record(data, int(others[i]))

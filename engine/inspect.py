@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.columns import FileColumns, iter_column_blocks
+from engine.dbn import DEFAULT_BLOCK_BYTES
 from engine.errors import DatapairError
 from engine.kernels import ACTIONS
 
@@ -35,8 +36,7 @@ def inspect_file(path: str | Path, block_bytes: int | None = None) -> dict:
     rows = 0
     first = last = None
     t0 = time.perf_counter()
-    kwargs = {"block_bytes": block_bytes} if block_bytes else {}
-    for block in iter_column_blocks(path, state=state, **kwargs):
+    for block in iter_column_blocks(path, block_bytes or DEFAULT_BLOCK_BYTES, state=state):
         rows += len(block)
         codes = np.bincount(block.arrays["symbol"], minlength=len(block.symbols))
         for code in np.nonzero(codes)[0]:

@@ -1,0 +1,207 @@
+"""Ingest one generated day into Parquet: ours (``engine.ingest.ingest_parquet``) vs databento's
+``DBNStore.to_parquet()``, on the same file.
+
+Each path runs in a fresh interpreter; its whole process tree (our file workers and encoder
+processes included) is sampled every 50 ms from /proc for the sum of RSS and the sum of PSS
+(proportional set size: shared pages counted once across the tree, so it is the tree's real
+memory; RSS double-counts pages that forked children share). CPU seconds of the tree come from
+``wait4``: rows per CPU-second is the figure that survives a busy machine.
+
+Usage: ``python bench/bench_ingest_parquet.py [--records 20000000] [--trials 1] [--jobs N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import generated_day
+
+MIB = 1 << 20
+
+
+def _children(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc/*/stat)."""
+    parent: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parent.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(parent.get(p, []))
+    return out
+
+
+def _mem_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of one process in KiB, 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            vals = {
+                line.split(":")[0]: int(line.split()[1])
+                for line in fh
+                if line.split(":")[0] in ("Rss", "Pss")
+            }
+        return vals.get("Rss", 0), vals.get("Pss", 0)
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+
+
+class TreeSampler(threading.Thread):
+    """Samples the summed RSS and PSS of a process tree until stopped; keeps the peaks."""
+
+    def __init__(self, pid: int, every: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.every = every
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self.peak_procs = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            pids = _children(self.pid)
+            mems = [_mem_kib(p) for p in pids]
+            self.peak_rss = max(self.peak_rss, sum(m[0] for m in mems))
+            self.peak_pss = max(self.peak_pss, sum(m[1] for m in mems))
+            self.peak_procs = max(self.peak_procs, sum(1 for m in mems if m[0]))
+            self._halt.wait(self.every)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def run_measured(args: list[str]) -> dict:
+    """Run ``this script --child ARGS``; return its JSON plus tree memory and CPU seconds."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    out, err = proc.communicate()
+    sampler.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed:\n{err[-3000:]}")
+    res = json.loads(out.strip().splitlines()[-1])
+    res["peak_rss_mib"] = sampler.peak_rss / 1024
+    res["peak_pss_mib"] = sampler.peak_pss / 1024
+    res["procs"] = sampler.peak_procs
+    return res
+
+
+def child(which: str, src: str, out: str, jobs: int | None) -> None:
+    """Runs in the measured interpreter: convert ``src`` into ``out``, print one JSON line."""
+    import resource
+
+    with open(src, "rb") as fh:  # same page-cache state for both paths
+        while fh.read(16 << 20):
+            pass
+
+    if which == "ours":
+        from engine.ingest import ingest_parquet
+
+        warm = generated_day(100_000)  # compiled kernels loaded, code paths warm
+        ingest_parquet([warm], out, force=True, jobs=jobs, quiet=True)
+        shutil.rmtree(out)
+        t0 = time.perf_counter()
+        c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        s = ingest_parquet([src], out, force=True, jobs=jobs, quiet=True)
+        secs = time.perf_counter() - t0
+        if s.failed:
+            raise SystemExit(f"ingest failed: {s.failed}")
+        rows = s.rows
+    else:
+        import databento as db
+
+        store = db.DBNStore.from_file(src)
+        t0 = time.perf_counter()
+        c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        store.to_parquet(Path(out) / "databento.parquet")
+        secs = time.perf_counter() - t0
+        import pyarrow.parquet as pq
+
+        rows = pq.read_metadata(Path(out) / "databento.parquet").num_rows
+    c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in zip(c0, c1, strict=True))
+    size = sum(p.stat().st_size for p in Path(out).glob("*.parquet"))
+    print(json.dumps({"rows": rows, "seconds": secs, "cpu_s": cpu, "out_bytes": size}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--records", type=int, default=20_000_000, help="records in the generated day")
+    p.add_argument("--trials", type=int, default=1, help="trials per path (median reported)")
+    p.add_argument("--jobs", type=int, default=None, help="our --jobs (default: number of cores)")
+    p.add_argument("--skip-baseline", action="store_true", help="only run ours")
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        which, src, out, jobs = a.child
+        child(which, src, out, int(jobs) if jobs != "-" else None)
+        return 0
+    src = generated_day(a.records)
+    in_bytes = src.stat().st_size
+    results = []
+    paths = ["ours"] + ([] if a.skip_baseline else ["databento to_parquet"])
+    for name in paths:
+        trials = []
+        for _ in range(a.trials):
+            with tempfile.TemporaryDirectory(dir=src.parent) as tmp:
+                kind = "ours" if name == "ours" else "databento"
+                trials.append(run_measured([kind, str(src), str(Path(tmp) / "out"), str(a.jobs or "-")]))
+        trials.sort(key=lambda r: r["seconds"])
+        r = trials[len(trials) // 2]
+        r["name"] = name
+        r["peak_rss_mib"] = max(t["peak_rss_mib"] for t in trials)
+        r["peak_pss_mib"] = max(t["peak_pss_mib"] for t in trials)
+        results.append(r)
+    base = results[-1]
+    load = os.getloadavg()[0]
+    print(
+        f"\ningest {a.records:,} MBO records ({in_bytes / 1e6:.0f} MB zstd) into Parquet, "
+        f"{os.cpu_count()} cores, load average {load:.1f}, median of {a.trials}"
+    )
+    hdr = (
+        f"{'path':<22} {'rows':>12} {'seconds':>8} {'rows/s':>11} {'MB/s':>7} {'rows/cpu-s':>11} "
+        f"{'peak RSS MiB':>13} {'peak PSS MiB':>13} {'procs':>5} {'out MB':>7} {'vs base':>8}"
+    )
+    print(hdr)
+    for r in results:
+        rate = r["rows"] / r["seconds"]
+        print(
+            f"{r['name']:<22} {r['rows']:>12,} {r['seconds']:>8.2f} {rate:>11,.0f} {in_bytes / r['seconds'] / 1e6:>7.1f} "
+            f"{r['rows'] / max(r['cpu_s'], 1e-9):>11,.0f} {r['peak_rss_mib']:>13.0f} {r['peak_pss_mib']:>13.0f} "
+            f"{r['procs']:>5} {r['out_bytes'] / 1e6:>7.0f} {r['seconds'] and base['seconds'] / r['seconds']:>7.2f}x"
+        )
+    print(
+        "RSS sums every process's resident pages (pages shared by forked processes count once per process); "
+        "PSS splits shared pages between the processes that map them."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

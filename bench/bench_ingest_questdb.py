@@ -1,0 +1,200 @@
+"""QuestDB ingest benchmark: each protocol of the QuestDB sink vs the naive baseline (needs QUESTDB_URL).
+
+Paths, each in a fresh process (its own peak RSS), on the same generated day, each into a fresh
+table (dropped afterwards unless ``--keep``):
+
+- ``qwp``: :func:`engine.sinks.questdb.ingest_questdb` over QWP/WebSocket (when the server offers it);
+- ``ilp-http``: the same over ILP/HTTP (``QDB_FLUSH_ROWS`` / ``QDB_BATCH_BYTES`` batches);
+- ``ilp-tcp``: the same over ILP/TCP (when the port answers);
+- baseline: databento ``DBNStore.to_df()`` in chunks + ``questdb.Sender.dataframe`` over ILP/HTTP
+  into a table the client creates (the seed's way).
+
+Time runs from the start of the load until ``count()`` shows every row (ours: the engine waits
+for the WAL apply and checks the counts itself; baseline: polled). MB/s is the source file's
+bytes per second. Targets on a 2-core box shared with the server: QWP >= 2.5M rows/s end to
+end, ILP/HTTP >= 0.35M rows/s, peak RSS <= 1 GiB.
+
+Without a reachable server it prints ``QUESTDB_URL not reachable`` and exits 0.
+
+Usage: ``QUESTDB_URL=http://localhost:9000 python bench/bench_ingest_questdb.py [--records 10000000]
+[--trials 1] [--protocols qwp,ilp-http,ilp-tcp] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import generated_day, peak_rss_mib, print_table, run_child
+
+URL = os.environ.get("QUESTDB_URL", "http://localhost:9000")
+TARGETS = {"qwp": 2.5e6, "ilp-http": 0.35e6}
+RSS_TARGET_MIB = 1024
+BASELINE = "baseline"
+LABELS = {
+    "qwp": "datapair QWP/WebSocket",
+    "ilp-http": "datapair ILP/HTTP",
+    "ilp-tcp": "datapair ILP/TCP",
+    BASELINE: "databento to_df() + Sender.dataframe ILP/HTTP",
+}
+
+
+def _http(timeout: float = 60.0):
+    from engine.questdb.conf import parse_questdb_url
+    from engine.questdb.http import Backoff, QuestDBHttp
+
+    return QuestDBHttp(parse_questdb_url(URL), backoff=Backoff(timeout=timeout), timeout=timeout)
+
+
+def _count(http, table: str) -> int:
+    try:
+        return int(http.exec(f"SELECT count() AS n FROM {table}").dataset[0][0])
+    except Exception:
+        return 0
+
+
+def child_ours(protocol: str, path: str, table: str) -> dict:
+    from engine.questdb.conf import QuestDBOptions
+    from engine.sinks.questdb import ingest_questdb
+
+    opts = QuestDBOptions.from_env(protocol=protocol, table=table, log_table=f"{table}_log", force=True)
+    t0 = time.perf_counter()
+    summary = ingest_questdb([path], options=opts, jobs=1)
+    seconds = time.perf_counter() - t0
+    if not summary.ok:
+        raise SystemExit(f"load failed: {summary.failed}")
+    return {"rows": summary.rows, "seconds": seconds, "protocol": summary.protocol}
+
+
+def child_baseline(path: str, table: str, chunk: int = 1_000_000) -> dict:
+    import databento as db
+    import questdb
+
+    from engine.questdb.conf import parse_questdb_url
+
+    http = _http()
+    conf = parse_questdb_url(URL).ilp_http_conf()
+    t0 = time.perf_counter()
+    store = db.DBNStore.from_file(path)
+    rows = 0
+    with questdb.Sender.from_conf(conf) as sender:
+        for df in store.to_df(count=chunk):
+            frame = df.reset_index()
+            sender.dataframe(frame, table_name=table, symbols=["symbol"], at="ts_event")
+            rows += len(frame)
+        sender.flush()
+    while _count(http, table) < rows:
+        time.sleep(0.05)
+    return {"rows": rows, "seconds": time.perf_counter() - t0, "protocol": "ilp-http"}
+
+
+def run_child_mode(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--child", action="store_true")
+    p.add_argument("name")
+    p.add_argument("path")
+    p.add_argument("table")
+    a = p.parse_args(argv)
+    out = child_baseline(a.path, a.table) if a.name == BASELINE else child_ours(a.name, a.path, a.table)
+    size = Path(a.path).stat().st_size
+    out.update(
+        name=a.name,
+        rows_per_s=out["rows"] / out["seconds"],
+        mb_per_s=size / out["seconds"] / 1e6,
+        peak_rss_mib=peak_rss_mib(),
+    )
+    print(json.dumps(out))
+    return 0
+
+
+def available(protocols: list[str]) -> list[str]:
+    from engine.questdb.conf import parse_questdb_url
+    from engine.questdb.protocols import detect_protocol
+
+    address = parse_questdb_url(URL)
+    out = []
+    for proto in protocols:
+        if proto == "qwp" and detect_protocol(address) != "qwp":
+            print("QWP/WebSocket not offered by this server: skipping qwp", file=sys.stderr)
+            continue
+        if proto == "ilp-tcp":
+            try:
+                socket.create_connection((address.host, address.tcp_port), timeout=2).close()
+            except OSError:
+                print(f"ILP/TCP port {address.tcp_port} closed: skipping ilp-tcp", file=sys.stderr)
+                continue
+        out.append(proto)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--child" in argv:
+        return run_child_mode(argv)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="example: QUESTDB_URL=http://localhost:9000 "
+                                "python bench/bench_ingest_questdb.py --records 10000000")  # fmt: skip
+    p.add_argument(
+        "--records", type=int, default=10_000_000, help="records of the generated day (default 10M)"
+    )
+    p.add_argument("--trials", type=int, default=1, help="runs per path; the median is shown")
+    p.add_argument("--protocols", default="qwp,ilp-http,ilp-tcp", help="our paths to run (comma separated)")
+    p.add_argument(
+        "--no-baseline", action="store_true", help="skip the databento + Sender.dataframe baseline"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the bench tables")
+    args = p.parse_args(argv)
+    try:
+        _http(timeout=2.0).ping()
+    except Exception as exc:
+        print(f"QUESTDB_URL not reachable ({URL}): {exc}\nskipping the QuestDB ingest benchmark")
+        return 0
+    protocols = available([s.strip() for s in args.protocols.split(",") if s.strip()])
+    day = generated_day(args.records)
+    names = [*protocols, *([] if args.no_baseline else [BASELINE])]
+    http = _http()
+    results = []
+    for name in names:
+        trials = []
+        for _ in range(args.trials):
+            table = f"bench_{name.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+            try:
+                trials.append(run_child(Path(__file__), name, str(day), table))
+            finally:
+                if not args.keep:
+                    for t in (table, f"{table}_log"):
+                        http.exec(f"DROP TABLE IF EXISTS {t}")
+        best = sorted(trials, key=lambda r: r["seconds"])[len(trials) // 2]
+        best["seconds"] = statistics.median(r["seconds"] for r in trials)
+        best["rows_per_s"] = best["rows"] / best["seconds"]
+        best["name"] = LABELS[name]
+        best["key"] = name
+        results.append(best)
+    print_table(f"QuestDB ingest, {args.records:,}-record day ({day.stat().st_size / 1e6:.0f} MB zstd), server {URL}",
+                results, LABELS[BASELINE] if not args.no_baseline else LABELS[names[0]])  # fmt: skip
+    print()
+    for r in results:
+        goal = TARGETS.get(r["key"])
+        rate = f"{r['rows_per_s'] / 1e6:.2f}M rows/s"
+        verdict = (
+            ""
+            if goal is None
+            else (
+                " (target >= {:.2f}M: {})".format(goal / 1e6, "met" if r["rows_per_s"] >= goal else "MISSED")
+            )
+        )
+        rss = f"peak RSS {r['peak_rss_mib']:.0f} MiB ({'ok' if r['peak_rss_mib'] <= RSS_TARGET_MIB else 'over 1 GiB'})"
+        print(f"{r['name']}: {rate}{verdict}, {rss}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

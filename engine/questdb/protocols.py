@@ -1,0 +1,402 @@
+"""The three ways rows reach QuestDB, through the official client (``questdb`` 6.x).
+
+1. **QWP over WebSocket** (:class:`QwpSender`): ``questdb.connect('ws::addr=HOST:PORT;')`` and
+   its columnar bulk load, fed a ``pyarrow.Table`` built over the NumPy columns (no row loop).
+   Each call of ``QuestDB.dataframe`` returns once its rows are committed.
+2. **ILP over HTTP** (:class:`IlpSender`, ``kind="http"``): ``questdb.Sender`` with protocol
+   version 2 (nanosecond timestamps), rows serialized by the client from a pandas frame whose
+   columns are views of the NumPy arrays; each request holds at most ``QDB_FLUSH_ROWS`` rows
+   and ``QDB_BATCH_BYTES`` bytes (:class:`Batcher`) and is one transaction.
+3. **ILP over TCP** (``kind="tcp"``): the same batches over a socket (no per-request answer:
+   the load is confirmed by ``count()`` afterwards).
+
+Retries: the client retries HTTP 5xx answers itself for ``QDB_RETRY_TIMEOUT``; a dropped
+connection (``SocketError``) is retried here with backoff, on a new connection, re-sending the
+same batch (safe: the table's dedup keys make a re-sent row replace itself). Any other error
+(the server rejected the data) stops the file with the server's message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import questdb
+
+from engine.columns import ACTIONS, SIDES, ColumnBlock
+from engine.errors import SinkError
+from engine.questdb.conf import QuestDBOptions, ServerAddress
+from engine.questdb.http import Backoff, retry
+
+__all__ = [
+    "QWP_SCHEMA",
+    "Batcher",
+    "IlpSender",
+    "QwpSender",
+    "concat_blocks",
+    "detect_protocol",
+    "ilp_frame",
+    "is_transient",
+    "open_sender",
+    "qwp_table",
+]
+
+SYMBOL_COLUMNS = ["symbol", "action", "side"]
+_ACTION_CATS = pd.Index(list(ACTIONS))
+_SIDE_CATS = pd.Index(list(SIDES))
+_TS = pa.timestamp("ns", tz="UTC")
+_DICT = pa.dictionary(pa.int32(), pa.string())
+
+QWP_SCHEMA = pa.schema(
+    [
+        ("ts_event", _TS), ("symbol", _DICT), ("instrument_id", pa.int32()), ("publisher_id", pa.int16()),
+        ("order_id", pa.int64()), ("price_raw", pa.int64()), ("price", pa.float64()), ("size", pa.int32()),
+        ("flags", pa.int32()), ("channel_id", pa.int16()), ("action", _DICT), ("side", _DICT),
+        ("ts_recv", _TS), ("ts_in_delta", pa.int32()), ("sequence", pa.int64()), ("day_seq", pa.int64()),
+    ]
+)  # fmt: skip
+"""Arrow types sent over QWP: exactly the table's column types (INT flags, SHORT ids, ns times)."""
+
+_TRANSIENT_CODES = {
+    "SocketError", "ConnectTimeout", "FailoverRetry", "StoreResendRequired", "CouldNotResolveAddr",
+}  # fmt: skip
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth a retry on a new connection: dropped or refused connections."""
+    if not isinstance(exc, questdb.QuestDBError):
+        return isinstance(exc, (ConnectionError, TimeoutError))
+    return getattr(exc.code, "name", str(exc.code)) in _TRANSIENT_CODES
+
+
+def concat_blocks(blocks: list[ColumnBlock]) -> ColumnBlock:
+    """One block of the rows of ``blocks`` (same source file: the last symbol list covers all)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    names = blocks[0].arrays.keys()
+    return ColumnBlock({k: np.concatenate([b.arrays[k] for b in blocks]) for k in names}, blocks[-1].symbols)
+
+
+def ilp_frame(block: ColumnBlock) -> pd.DataFrame:
+    """A pandas frame over the block's arrays for ILP (numeric columns are views, not copies).
+
+    ``symbol``, ``action`` and ``side`` become categoricals (sent as SYMBOL), the timestamps
+    ``datetime64[ns]`` (sent in ns with ILP protocol version 2). ``block`` must carry ``day_seq``.
+    """
+    a = block.arrays
+    cols: dict[str, Any] = {
+        "ts_event": a["ts_event"].view("datetime64[ns]"),
+        "symbol": pd.Categorical.from_codes(a["symbol"], categories=pd.Index(block.symbols)),
+        "instrument_id": a["instrument_id"],
+        "publisher_id": a["publisher_id"],
+        "order_id": a["order_id"],
+        "price_raw": a["price_raw"],
+        "price": a["price"],
+        "size": a["size"],
+        "flags": a["flags"],
+        "channel_id": a["channel_id"],
+        "action": pd.Categorical.from_codes(a["action"], categories=_ACTION_CATS),
+        "side": pd.Categorical.from_codes(a["side"], categories=_SIDE_CATS),
+        "ts_recv": a["ts_recv"].view("datetime64[ns]"),
+        "ts_in_delta": a["ts_in_delta"],
+        "sequence": a["sequence"],
+        "day_seq": a["day_seq"],
+    }
+    return pd.DataFrame(cols, copy=False)
+
+
+def _prim(arr: np.ndarray, typ: pa.DataType) -> pa.Array:
+    return pa.Array.from_buffers(typ, len(arr), [None, pa.py_buffer(np.ascontiguousarray(arr))])
+
+
+def qwp_table(block: ColumnBlock) -> pa.Table:
+    """A :data:`QWP_SCHEMA` table over the block's arrays (copies only flags and the codes)."""
+    a = block.arrays
+    cols = []
+    for f in QWP_SCHEMA:
+        name = f.name
+        if name == "symbol":
+            cols.append(pa.DictionaryArray.from_arrays(_prim(a["symbol"].astype(np.int32, copy=False), pa.int32()),
+                                                       pa.array(block.symbols, pa.string())))  # fmt: skip
+        elif name in ("action", "side"):
+            cats = ACTIONS if name == "action" else SIDES
+            codes = _prim(a[name].astype(np.int32), pa.int32())
+            cols.append(pa.DictionaryArray.from_arrays(codes, pa.array(cats, pa.string())))
+        elif name in ("ts_event", "ts_recv"):
+            cols.append(_prim(a[name].astype(np.int64, copy=False), _TS))
+        elif name == "flags":
+            cols.append(_prim(a["flags"].astype(np.int32), pa.int32()))
+        else:
+            cols.append(_prim(a[name].astype(f.type.to_pandas_dtype(), copy=False), f.type))
+    return pa.Table.from_arrays(cols, schema=QWP_SCHEMA)
+
+
+class Batcher:
+    """Cuts rows into requests of at most ``flush_rows`` rows and ``batch_bytes`` bytes.
+
+    The bytes a row takes are known only once serialized, so the batcher keeps an estimate per
+    row, serializes a candidate batch, and if it came out too big, serializes fewer rows again
+    (a single row larger than ``batch_bytes`` is sent alone). Every row is sent once, in order.
+    """
+
+    def __init__(self, flush_rows: int, batch_bytes: int, row_bytes_guess: float = 300.0) -> None:
+        if flush_rows < 1 or batch_bytes < 1:
+            msg = f"flush_rows and batch_bytes must be positive, got {flush_rows}, {batch_bytes}"
+            raise ValueError(msg)
+        self.flush_rows = flush_rows
+        self.batch_bytes = batch_bytes
+        self.row_bytes = float(row_bytes_guess)
+        self.reserializations = 0
+
+    def target_rows(self) -> int:
+        """Rows the next batch aims at."""
+        by_bytes = int(self.batch_bytes * 0.97 / max(self.row_bytes, 1.0))
+        return max(1, min(self.flush_rows, by_bytes))
+
+    def batches(
+        self, n: int, serialize: Callable[[int, int], int], final: bool = True
+    ) -> Iterator[tuple[int, int, int]]:
+        """Yield ``(lo, hi, nbytes)`` for rows ``[lo, hi)`` of ``n``, after ``serialize(lo, hi)``.
+
+        ``serialize(lo, hi)`` must replace the pending request with exactly those rows and
+        return its size in bytes; the caller sends it when the batch is yielded. With
+        ``final=False`` a tail shorter than a full batch is left unsent: :attr:`consumed` says
+        how many rows were.
+        """
+        lo = 0
+        self.consumed = 0
+        while lo < n:
+            want = self.target_rows()
+            if n - lo < want and not final:
+                break
+            hi = min(n, lo + want)
+            size = serialize(lo, hi)
+            while size > self.batch_bytes and hi - lo > 1:
+                self.reserializations += 1
+                per_row = size / (hi - lo)
+                hi = lo + max(1, min(hi - lo - 1, int(self.batch_bytes * 0.97 / per_row)))
+                size = serialize(lo, hi)
+            self.row_bytes = max(size / (hi - lo), 0.5 * self.row_bytes + 0.5 * size / (hi - lo))
+            yield lo, hi, size
+            lo = hi
+            self.consumed = lo
+
+    consumed = 0
+
+
+@dataclass
+class SendStats:
+    """What a sender put on the wire."""
+
+    requests: int = 0
+    rows: int = 0
+    bytes: int = 0
+    retries: int = 0
+
+
+class IlpSender:
+    """ILP over HTTP (``kind='http'``) or TCP (``kind='tcp'``): batches bounded by rows and bytes."""
+
+    def __init__(
+        self, address: ServerAddress, options: QuestDBOptions, table: str, kind: str = "http"
+    ) -> None:
+        self.address, self.options, self.table, self.kind = address, options, table, kind
+        self.batcher = Batcher(options.flush_rows, options.batch_bytes)
+        self.backoff = Backoff(timeout=options.retry_timeout_ms / 1000.0)
+        self.stats = SendStats()
+        self._sender: questdb.Sender | None = None
+        self._connect()
+        self._buf = self._sender_or_fail().new_buffer()
+        self._carry: list[ColumnBlock] = []
+
+    def _conf(self) -> str:
+        o = self.options
+        cap = max(o.batch_bytes * 2, 1 << 20)
+        common: dict[str, object] = {
+            "auto_flush": "off",
+            "max_buf_size": cap,
+            "init_buf_size": min(cap, o.batch_bytes + 65536),
+        }
+        if self.kind == "tcp":
+            return self.address.ilp_tcp_conf(protocol_version=2, **common)
+        return self.address.ilp_http_conf(retry_timeout=o.retry_timeout_ms, **common)
+
+    def _connect(self) -> None:
+        def attempt() -> questdb.Sender:
+            s = questdb.Sender.from_conf(self._conf())
+            try:
+                s.establish()
+            except BaseException:
+                s.close()
+                raise
+            return s
+
+        self._sender = self._retry(attempt)
+        if self._sender.protocol_version < 2:
+            self.close()
+            msg = (
+                f"QuestDB at {self.address.describe()} speaks ILP protocol version 1 only: nanosecond "
+                "timestamps would be cut to microseconds (QuestDB 9.1 or newer is needed)"
+            )
+            raise SinkError(msg)
+
+    def _sender_or_fail(self) -> questdb.Sender:
+        if self._sender is None:
+            msg = "ILP sender is closed"
+            raise SinkError(msg)
+        return self._sender
+
+    def _retry(self, fn: Callable[[], Any]) -> Any:
+        def again(exc: BaseException, delay: float) -> None:
+            self.stats.retries += 1
+
+        try:
+            return retry(fn, backoff=self.backoff, is_transient=is_transient, on_retry=again)
+        except questdb.QuestDBError as exc:
+            where = f"ILP/{self.kind.upper()} {self.address.describe() if self.kind == 'http' else self.address.host + ':' + str(self.address.tcp_port)}"
+            msg = f"{where}: {exc}"
+            raise SinkError(msg) from None
+
+    def _flush(self) -> None:
+        def attempt() -> None:
+            if self._sender is None:
+                self._connect()
+            try:
+                self._sender_or_fail().flush(self._buf, clear=False, transactional=self.kind == "http")
+            except questdb.QuestDBError as exc:
+                if is_transient(exc) and self._sender is not None:
+                    self._sender.close(flush=False)
+                    self._sender = None
+                raise
+
+        self._retry(attempt)
+
+    def send(self, block: ColumnBlock, final: bool = False) -> None:
+        """Send the rows of ``block`` (with ``day_seq``); with ``final`` also the carried tail."""
+        if self._carry:
+            block = concat_blocks([*self._carry, block]) if len(block) else concat_blocks(self._carry)
+            self._carry = []
+        n = len(block)
+        if n == 0:
+            return
+        df = ilp_frame(block)
+        buf = self._buf
+
+        def serialize(lo: int, hi: int) -> int:
+            buf.clear()
+            buf.dataframe(df.iloc[lo:hi], table_name=self.table, symbols=SYMBOL_COLUMNS, at="ts_event")
+            return len(buf)
+
+        for lo, hi, size in self.batcher.batches(n, serialize, final=final):
+            self._flush()
+            self.stats.requests += 1
+            self.stats.rows += hi - lo
+            self.stats.bytes += size
+        buf.clear()
+        if self.batcher.consumed < n:
+            self._carry = [block.take(slice(self.batcher.consumed, n))]
+
+    def finish(self) -> None:
+        """Send whatever is carried."""
+        if self._carry:
+            self.send(
+                ColumnBlock({k: v[:0] for k, v in self._carry[0].arrays.items()}, self._carry[0].symbols),
+                final=True,
+            )
+
+    def close(self) -> None:
+        if self._sender is not None:
+            try:
+                self._sender.close(flush=False)
+            finally:
+                self._sender = None
+
+
+class QwpSender:
+    """QWP/WebSocket bulk load: one committed ``QuestDB.dataframe`` call per ``QDB_QWP_ROWS`` rows."""
+
+    def __init__(self, address: ServerAddress, options: QuestDBOptions, table: str) -> None:
+        self.address, self.options, self.table = address, options, table
+        self.backoff = Backoff(timeout=options.retry_timeout_ms / 1000.0)
+        self.stats = SendStats()
+        self._pending: list[ColumnBlock] = []
+        self._pending_rows = 0
+        try:
+            self._db: Any = retry(
+                lambda: questdb.connect(address.qwp_conf()), backoff=self.backoff, is_transient=is_transient
+            )
+        except questdb.QuestDBError as exc:
+            msg = f"QWP/WebSocket {address.describe()}: {exc}"
+            raise SinkError(msg) from None
+
+    def send(self, block: ColumnBlock, final: bool = False) -> None:
+        """Queue ``block``; load the queue once it holds ``QDB_QWP_ROWS`` rows (or ``final``)."""
+        if len(block):
+            self._pending.append(block)
+            self._pending_rows += len(block)
+        if self._pending and (final or self._pending_rows >= self.options.qwp_rows):
+            self._load()
+
+    def _load(self) -> None:
+        block = concat_blocks(self._pending)
+        self._pending, self._pending_rows = [], 0
+        tbl = qwp_table(block)
+
+        def attempt() -> None:
+            self._db.dataframe(
+                tbl, table_name=self.table, at="ts_event", max_rows_per_batch=self.options.flush_rows
+            )
+
+        def again(exc: BaseException, delay: float) -> None:
+            self.stats.retries += 1
+
+        try:
+            retry(attempt, backoff=self.backoff, is_transient=is_transient, on_retry=again)
+        except questdb.QuestDBError as exc:
+            msg = f"QWP/WebSocket {self.address.describe()}: {exc}"
+            raise SinkError(msg) from None
+        self.stats.requests += 1
+        self.stats.rows += len(block)
+        self.stats.bytes += tbl.nbytes
+
+    def finish(self) -> None:
+        if self._pending:
+            self._load()
+
+    def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
+
+def open_sender(
+    protocol: str, address: ServerAddress, options: QuestDBOptions, table: str
+) -> IlpSender | QwpSender:
+    """The sender of a resolved protocol (``qwp``, ``ilp-http`` or ``ilp-tcp``)."""
+    if protocol == "qwp":
+        return QwpSender(address, options, table)
+    if protocol == "ilp-http":
+        return IlpSender(address, options, table, "http")
+    if protocol == "ilp-tcp":
+        return IlpSender(address, options, table, "tcp")
+    msg = f"protocol {protocol!r} is not resolved (expected qwp, ilp-http or ilp-tcp)"
+    raise ValueError(msg)
+
+
+def detect_protocol(address: ServerAddress, timeout_ms: int = 3000) -> str:
+    """``qwp`` if the server accepts a QWP/WebSocket connection, else ``ilp-http``."""
+    try:
+        db = questdb.connect(address.qwp_conf(connect_timeout=timeout_ms))
+    except (questdb.QuestDBError, ValueError, OSError):
+        try:
+            db = questdb.connect(address.qwp_conf())
+        except (questdb.QuestDBError, ValueError, OSError):
+            return "ilp-http"
+    with contextlib.suppress(questdb.QuestDBError):
+        db.close()
+    return "qwp"

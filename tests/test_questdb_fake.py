@@ -1,0 +1,692 @@
+"""A fake QuestDB HTTP server (``/exec``, ILP ``/write``) for tests, and tests of the sink against it.
+
+The fake speaks the wire as QuestDB does for what the engine uses: ``/settings`` (ILP protocol
+versions), ``/write?precision=n`` (ILP v2 text with binary doubles and ``n`` timestamps; 204 on
+success, a JSON error otherwise) and ``/exec`` for the statements the engine issues (DDL,
+``tables()``, ``table_columns()``, ``wal_tables()``, the grouped ``count()`` and the ingest-log
+lookup), with DEDUP UPSERT KEYS applied on write. It refuses WebSocket upgrades, so ``auto``
+resolves to ILP/HTTP. Faults are injected per request (a status and body, or a dropped
+connection). Other test modules import :class:`FakeQuestDB` and :func:`expected_rows` from here.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import re
+import socket
+import struct
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import databento as db
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine.kernels import NS_PER_DAY
+from engine.questdb.conf import QuestDBOptions
+from engine.sinks.questdb import QuestDBSink, ingest_questdb
+
+CANONICAL = ("ts_event", "symbol", "instrument_id", "publisher_id", "order_id", "price_raw", "price", "size",
+             "flags", "channel_id", "action", "side", "ts_recv", "ts_in_delta", "sequence", "day_seq")  # fmt: skip
+KEY = ["ts_event", "ts_recv", "symbol", "publisher_id", "day_seq"]
+
+
+# -- ILP v2 parsing ------------------------------------------------------------------------------
+def _token(data: bytes, i: int, stops: bytes) -> tuple[str, int]:
+    out = bytearray()
+    while i < len(data) and data[i] not in stops:
+        if data[i] == 0x5C:  # backslash escape
+            i += 1
+        out.append(data[i])
+        i += 1
+    return out.decode(), i
+
+
+def _scalar(raw: str) -> Any:
+    if raw.endswith("i"):
+        return int(raw[:-1])
+    if raw.endswith("n") and raw[:-1].lstrip("-").isdigit():
+        return int(raw[:-1])
+    if raw.endswith("t") and raw[:-1].lstrip("-").isdigit():
+        return int(raw[:-1]) * 1000
+    if raw in ("t", "T", "true", "True"):
+        return True
+    if raw in ("f", "F", "false", "False"):
+        return False
+    return float(raw)
+
+
+def parse_ilp(data: bytes) -> list[tuple[str, dict[str, Any], int | None]]:
+    """ILP text (v1 or v2) -> (table, {column: value}, designated timestamp in ns)."""
+    rows = []
+    i, n = 0, len(data)
+    while i < n:
+        if data[i] == 0x0A:
+            i += 1
+            continue
+        table, i = _token(data, i, b", ")
+        values: dict[str, Any] = {}
+        while data[i] == ord(","):
+            k, i = _token(data, i + 1, b"=")
+            v, i = _token(data, i + 1, b", ")
+            values[k] = v
+        assert data[i] == ord(" "), f"bad ILP at byte {i}"
+        i += 1
+        while True:
+            k, i = _token(data, i, b"=")
+            i += 1
+            if data[i] == ord("="):  # binary format: type byte, then the value
+                assert data[i + 1] == 16, "only binary doubles are expected"
+                values[k] = struct.unpack_from("<d", data, i + 2)[0]
+                i += 10
+            elif data[i] == ord('"'):
+                i += 1
+                s = bytearray()
+                while data[i] != ord('"'):
+                    if data[i] == 0x5C:
+                        i += 1
+                    s.append(data[i])
+                    i += 1
+                values[k] = s.decode()
+                i += 1
+            else:
+                raw, i = _token(data, i, b", \n")
+                values[k] = _scalar(raw)
+            if data[i] == ord(","):
+                i += 1
+                continue
+            break
+        ts = None
+        if data[i] == ord(" "):
+            raw, i = _token(data, i + 1, b"\n")
+            ts = int(raw[:-1]) * (1000 if raw.endswith("t") else 1) if raw[-1] in "nt" else int(raw)
+        assert data[i] == 0x0A, f"expected end of line at byte {i}"
+        i += 1
+        rows.append((table, values, ts))
+    return rows
+
+
+# -- the fake server ------------------------------------------------------------------------------
+class FakeTable:
+    def __init__(
+        self, name: str, columns: list[tuple[str, str]], designated: str, partition: str, keys: list[str]
+    ):
+        self.name, self.columns, self.designated, self.partition, self.keys = (
+            name,
+            columns,
+            designated,
+            partition,
+            keys,
+        )
+        self.rows: list[dict[str, Any]] = []
+        self._index: dict[tuple, int] = {}
+        self.txn = 0
+
+    def insert(self, values: dict[str, Any]) -> None:
+        types = dict(self.columns)
+        row = {c: values.get(c) for c, _ in self.columns}
+        for c in values:
+            if c not in types:
+                msg = f"column {c} does not exist in {self.name}"
+                raise ValueError(msg)
+        for c, t in self.columns:
+            v = row[c]
+            if v is not None and t in ("INT", "SHORT", "LONG") and not isinstance(v, int):
+                msg = f"cast error: {c} {v!r} into {t}"
+                raise ValueError(msg)
+        if self.keys:
+            k = tuple(row[c] for c in self.keys)
+            j = self._index.get(k)
+            if j is not None:
+                self.rows[j] = row
+                return
+            self._index[k] = len(self.rows)
+        self.rows.append(row)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=[c for c, _ in self.columns])
+
+
+class FakeQuestDB:
+    """A threaded fake of QuestDB's HTTP endpoint on 127.0.0.1 (see the module doc)."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, FakeTable] = {}
+        self.lock = threading.Lock()
+        self.write_faults: list[Any] = []
+        self.exec_faults: list[Any] = []
+        self.writes: list[tuple[int, int]] = []  # (bytes, rows) per accepted /write
+        self.exec_log: list[str] = []
+        self.suspended = False
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _fault(self, faults: list[Any]) -> bool:
+                with fake.lock:
+                    f = faults.pop(0) if faults else None
+                if f is None:
+                    return False
+                if f == "drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return True
+                status, body = f
+                self._send(status, body if isinstance(body, bytes) else json.dumps(body).encode())
+                return True
+
+            def do_GET(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                if url.path == "/settings":
+                    self._send(200, json.dumps({"config": {"line.proto.support.versions": [1, 2],
+                                                           "cairo.max.file.name.length": 127}}).encode())  # fmt: skip
+                    return
+                if url.path == "/exp":
+                    q = urllib.parse.parse_qs(url.query)
+                    m = re.fullmatch(r"SELECT .* FROM (\w+)", q["query"][0])
+                    with fake.lock:
+                        frame = fake.tables[m.group(1)].frame() if m and m.group(1) in fake.tables else None
+                    if frame is None:
+                        self._send(400, b'{"error": "bad export"}')
+                        return
+                    out = io.BytesIO()
+                    pq.write_table(
+                        pa.Table.from_pandas(frame.drop(columns=[], errors="ignore"), preserve_index=False),
+                        out,
+                    )
+                    self._send(200, out.getvalue(), "application/octet-stream")
+                    return
+                if url.path != "/exec":
+                    self._send(404, b"not found", "text/plain")
+                    return
+                if self._fault(fake.exec_faults):
+                    return
+                q = urllib.parse.parse_qs(url.query)
+                sql = q["query"][0]
+                fake.exec_log.append(sql)
+                try:
+                    status, body = fake.execute(sql, q.get("limit", [None])[0])
+                except Exception as exc:
+                    status, body = 400, {"query": sql, "error": str(exc), "position": 0}
+                self._send(status, json.dumps(body).encode())
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length", 0))
+                data = self.rfile.read(n)
+                if self._fault(fake.write_faults):
+                    return
+                try:
+                    rows = fake.write(data)
+                except Exception as exc:
+                    self._send(
+                        400,
+                        json.dumps(
+                            {"code": "invalid", "message": str(exc), "line": 1, "errorId": "t"}
+                        ).encode(),
+                    )
+                    return
+                with fake.lock:
+                    fake.writes.append((len(data), rows))
+                self._send(204, b"")
+
+        self.tcp_drops = 0  # ILP/TCP connections whose data is thrown away (a server that lost them)
+        self.tcp = socket.create_server(("127.0.0.1", 0))
+        self.tcp_port = self.tcp.getsockname()[1]
+        threading.Thread(target=self._tcp_accept, daemon=True).start()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.tcp.close()
+
+    def _tcp_accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.tcp.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tcp_read, args=(conn,), daemon=True).start()
+
+    def _tcp_read(self, conn: socket.socket) -> None:
+        chunks = []
+        with conn:
+            while data := conn.recv(1 << 20):
+                chunks.append(data)
+        with self.lock:
+            drop = self.tcp_drops > 0
+            self.tcp_drops -= drop
+        if not drop and chunks:
+            self.write(b"".join(chunks))
+
+    # -- /write ----------------------------------------------------------------------------------
+    def write(self, data: bytes) -> int:
+        parsed = parse_ilp(data)
+        with self.lock:
+            touched = set()
+            for table, values, ts in parsed:
+                t = self.tables.get(table)
+                if t is None:
+                    msg = f"table does not exist [table={table}]"
+                    raise ValueError(msg)
+                if ts is not None:
+                    values[t.designated] = ts
+                t.insert(values)
+                touched.add(table)
+            for name in touched:
+                self.tables[name].txn += 1
+        return len(parsed)
+
+    # -- /exec -----------------------------------------------------------------------------------
+    def execute(self, sql: str, limit: str | None) -> tuple[int, dict[str, Any]]:
+        s = sql.strip()
+        with self.lock:
+            if s == "SELECT 1 AS ok":
+                return 200, _result([("ok", "INT")], [[1]])
+            m = re.fullmatch(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+) \((.*)\) TIMESTAMP\((\w+)\) PARTITION BY (\w+) WAL"
+                             r"(?:\s+DEDUP UPSERT KEYS\(([^)]*)\))?;?", s, re.S)  # fmt: skip
+            if m:
+                name = m.group(1)
+                if name not in self.tables:
+                    cols = []
+                    for part in m.group(2).split(","):
+                        words = part.split()
+                        cols.append((words[0], words[1]))
+                    keys = [k.strip() for k in m.group(5).split(",")] if m.group(5) else []
+                    self.tables[name] = FakeTable(name, cols, m.group(3), m.group(4), keys)
+                return 200, {"ddl": "OK"}
+            m = re.fullmatch(r"SELECT \* FROM tables\(\) WHERE table_name = '(\w+)'", s)
+            if m:
+                t = self.tables.get(m.group(1))
+                cols = [("id", "INT"), ("table_name", "STRING"), ("designatedTimestamp", "STRING"),
+                        ("partitionBy", "STRING"), ("walEnabled", "BOOLEAN"), ("dedup", "BOOLEAN")]  # fmt: skip
+                rows = [] if t is None else [[1, t.name, t.designated, t.partition, True, bool(t.keys)]]
+                return 200, _result(cols, rows)
+            m = re.fullmatch(r"SELECT \* FROM table_columns\('(\w+)'\)", s)
+            if m:
+                t = self.tables.get(m.group(1))
+                if t is None:
+                    msg = f"table does not exist [table={m.group(1)}]"
+                    raise ValueError(msg)
+                cols = [("column", "STRING"), ("type", "STRING"), ("indexed", "BOOLEAN"), ("designated", "BOOLEAN"),
+                        ("upsertKey", "BOOLEAN")]  # fmt: skip
+                return 200, _result(
+                    cols, [[c, typ, False, c == t.designated, c in t.keys] for c, typ in t.columns]
+                )
+            m = re.fullmatch(r"SELECT \* FROM wal_tables\(\) WHERE name = '(\w+)'", s)
+            if m:
+                t = self.tables.get(m.group(1))
+                cols = [("name", "STRING"), ("suspended", "BOOLEAN"), ("writerTxn", "LONG"), ("sequencerTxn", "LONG"),
+                        ("errorMessage", "STRING")]  # fmt: skip
+                rows = (
+                    []
+                    if t is None
+                    else [[t.name, self.suspended, t.txn, t.txn, "disk full" if self.suspended else ""]]
+                )
+                return 200, _result(cols, rows)
+            m = re.fullmatch(r"SELECT symbol, publisher_id, count\(\) AS n FROM (\w+) WHERE ts_event BETWEEN (-?\d+) "
+                             r"AND (-?\d+) AND ts_recv BETWEEN (-?\d+) AND (-?\d+)", s)  # fmt: skip
+            if m:
+                t = self.tables[m.group(1)]
+                e0, e1, r0, r1 = (int(m.group(k)) for k in range(2, 6))
+                counts: dict[tuple[str, int], int] = {}
+                for r in t.rows:
+                    if e0 <= r["ts_event"] <= e1 and r0 <= r["ts_recv"] <= r1:
+                        k = (r["symbol"], r["publisher_id"])
+                        counts[k] = counts.get(k, 0) + 1
+                rows = [[k[0], k[1], v] for k, v in counts.items()]
+                return 200, _page(
+                    _result([("symbol", "SYMBOL"), ("publisher_id", "SHORT"), ("n", "LONG")], rows), limit
+                )
+            m = re.fullmatch(r"SELECT (.+) FROM (\w+) WHERE table_name = '(\w+)' AND file_key = '(\w+)' AND "
+                             r"filter_key = '(\w+)'", s)  # fmt: skip
+            if m:
+                names = [c.strip() for c in m.group(1).split(",")]
+                t = self.tables[m.group(2)]
+                want = {"table_name": m.group(3), "file_key": m.group(4), "filter_key": m.group(5)}
+                rows = [
+                    [r.get(c) for c in names] for r in t.rows if all(r.get(k) == v for k, v in want.items())
+                ]
+                return 200, _page(_result([(c, "") for c in names], rows), limit)
+            m = re.fullmatch(r"SELECT count\(\) AS n FROM (\w+)", s)
+            if m:
+                t = self.tables.get(m.group(1))
+                if t is None:
+                    msg = f"table does not exist [table={m.group(1)}]"
+                    raise ValueError(msg)
+                return 200, _result([("n", "LONG")], [[len(t.rows)]])
+            m = re.fullmatch(r"SELECT symbol, count\(\) AS n FROM (\w+)", s)
+            if m:
+                counts = pd.Series([r["symbol"] for r in self.tables[m.group(1)].rows]).value_counts()
+                return 200, _result(
+                    [("symbol", "SYMBOL"), ("n", "LONG")], [[k, int(v)] for k, v in counts.items()]
+                )
+            m = re.fullmatch(
+                r"SELECT count\(\) AS n FROM \(SELECT ([\w, ]+), count\(\) AS c FROM (\w+)\) WHERE c > 1", s
+            )
+            if m:
+                keys = [k.strip() for k in m.group(1).split(",")]
+                frame = self.tables[m.group(2)].frame()
+                return 200, _result([("n", "LONG")], [[int((frame.groupby(keys).size() > 1).sum())]])
+            m = re.fullmatch(r"DROP TABLE (?:IF EXISTS )?(\w+);?", s)
+            if m:
+                self.tables.pop(m.group(1), None)
+                return 200, {"ddl": "OK"}
+        msg = f"the fake does not know this statement: {s[:80]}"
+        raise ValueError(msg)
+
+
+def _result(cols: list[tuple[str, str]], rows: list[list[Any]]) -> dict[str, Any]:
+    return {
+        "query": "",
+        "columns": [{"name": n, "type": t} for n, t in cols],
+        "dataset": rows,
+        "count": len(rows),
+    }
+
+
+def _page(res: dict[str, Any], limit: str | None) -> dict[str, Any]:
+    if limit:
+        lo, hi = (int(v) for v in limit.split(","))
+        res["dataset"] = res["dataset"][lo:hi]
+        res["count"] = len(res["dataset"])
+    return res
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeQuestDB]:
+    f = FakeQuestDB()
+    yield f
+    f.close()
+
+
+def fake_options(fake: FakeQuestDB, **kw: Any) -> QuestDBOptions:
+    kw.setdefault("retry_timeout_ms", 2000)
+    kw.setdefault("verify_timeout_s", 5)
+    return QuestDBOptions.from_env({}, url=fake.url, **kw)
+
+
+# -- the oracle ------------------------------------------------------------------------------------
+def expected_rows(path: Path, symbols: set[str] | None = None) -> pd.DataFrame:
+    """The rows a load of ``path`` must leave, from databento's decoder (day_seq by groupby)."""
+    store = db.DBNStore.from_file(path)
+    kwargs = {"schema": "mbo"} if store.schema is None else {}
+    df = store.to_df(map_symbols=True, price_type="fixed", pretty_ts=False, **kwargs).reset_index()
+    rec = np.asarray(store.to_ndarray(**kwargs))
+    out = pd.DataFrame({
+        "ts_event": rec["ts_event"].astype(np.int64), "symbol": df["symbol"].astype(str).to_numpy(),
+        "instrument_id": rec["instrument_id"].view(np.int32).astype(np.int64),
+        "publisher_id": rec["publisher_id"].astype(np.int64), "order_id": rec["order_id"].view(np.int64),
+        "price_raw": rec["price"].astype(np.int64), "size": rec["size"].view(np.int32).astype(np.int64),
+        "flags": rec["flags"].astype(np.int64), "channel_id": rec["channel_id"].astype(np.int64),
+        "action": rec["action"].astype("U1"), "side": rec["side"].astype("U1"),
+        "ts_recv": rec["ts_recv"].astype(np.int64), "ts_in_delta": rec["ts_in_delta"].astype(np.int64),
+        "sequence": rec["sequence"].astype(np.int64),
+    })  # fmt: skip
+    undef = rec["price"] == 2**63 - 1
+    out["price"] = np.where(undef, np.nan, rec["price"] / 1e9)
+    if symbols is not None:
+        out = out[out["symbol"].isin(symbols)].reset_index(drop=True)
+    out["day_seq"] = (
+        out.groupby([out["symbol"], out["ts_recv"] // NS_PER_DAY], sort=False).cumcount().astype(np.int64)
+    )
+    return out[list(CANONICAL)]
+
+
+def assert_same_rows(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """Every column equal, as a set of rows keyed by the dedup keys (order-free)."""
+    assert len(got) == len(want)
+    g = got[list(CANONICAL)].sort_values(KEY, kind="stable").reset_index(drop=True)
+    w = want[list(CANONICAL)].sort_values(KEY, kind="stable").reset_index(drop=True)
+    for c in CANONICAL:
+        if c == "price":
+            gv = g[c].astype(float).to_numpy()
+            wv = w[c].to_numpy()
+            np.testing.assert_array_equal(np.isnan(gv), np.isnan(wv))
+            np.testing.assert_array_equal(gv[~np.isnan(gv)], wv[~np.isnan(wv)])
+        elif c in ("symbol", "action", "side"):
+            assert g[c].astype(str).tolist() == w[c].astype(str).tolist(), c
+        else:
+            np.testing.assert_array_equal(g[c].astype(np.int64).to_numpy(), w[c].to_numpy(), err_msg=c)
+
+
+# -- tests ------------------------------------------------------------------------------------------
+def test_ilp_parser_reads_what_the_client_writes() -> None:
+    import questdb
+
+    frame = pd.DataFrame({
+        "s": pd.Categorical(["A b", "C,d"]), "x": np.array([1, -2], np.int16), "p": [1.5, np.nan],
+        "t": np.array([1_761_130_860_010_235_508, 1], "datetime64[ns]"),
+        "at": np.array([1_761_130_860_010_235_501, 2], "datetime64[ns]"),
+    })  # fmt: skip
+    buf = questdb._client.Buffer(protocol_version=2)
+    buf.dataframe(frame, table_name="t", symbols=["s"], at="at")
+    rows = parse_ilp(bytes(buf))
+    assert rows[0] == (
+        "t",
+        {"s": "A b", "x": 1, "p": 1.5, "t": 1_761_130_860_010_235_508},
+        1_761_130_860_010_235_501,
+    )
+    assert rows[1][1]["s"] == "C,d" and np.isnan(rows[1][1]["p"]) and rows[1][2] == 2
+
+
+def test_ingest_sample_through_fake_ilp_http(fake: FakeQuestDB, mbo_sample: Path) -> None:
+    summary = ingest_questdb([mbo_sample], options=fake_options(fake, table="mbo_t", log_table="log_t"))
+    assert summary.ok, summary.failed
+    assert summary.protocol == "ilp-http"
+    want = expected_rows(mbo_sample)
+    assert summary.rows == len(want)
+    assert_same_rows(fake.tables["mbo_t"].frame(), want)
+    again = ingest_questdb([mbo_sample], options=fake_options(fake, table="mbo_t", log_table="log_t"))
+    assert again.ok and again.skipped == 1 and again.rows == 0
+    assert len(fake.tables["mbo_t"].rows) == len(want)
+
+
+def test_generated_day_rerun_forced_leaves_one_copy(fake: FakeQuestDB, make_day) -> None:
+    path = make_day(records=30_000)
+    opts = fake_options(fake, table="mbo_g", log_table="log_g", batch_bytes=200_000, flush_rows=5_000)
+    first = ingest_questdb([path], options=opts)
+    assert first.ok, first.failed
+    want = expected_rows(path)
+    assert first.rows == len(want)
+    assert all(rows <= 5_000 and nbytes <= 200_000 for nbytes, rows in fake.writes[:-1])
+    forced = ingest_questdb([path], options=replace(opts, force=True))
+    assert forced.ok and forced.skipped == 0 and forced.rows == len(want)
+    assert_same_rows(fake.tables["mbo_g"].frame(), want)
+
+
+def test_symbol_filter_then_full_load_is_exact(fake: FakeQuestDB, make_day) -> None:
+    path = make_day(records=20_000)
+    opts = fake_options(fake, table="mbo_f", log_table="log_f")
+    part = ingest_questdb([path], options=opts, symbols={"NVDA"})
+    assert part.ok, part.failed
+    assert part.rows == len(expected_rows(path, {"NVDA"})) > 0
+    full = ingest_questdb([path], options=opts)  # another filter: loads all, NVDA rows replace themselves
+    assert full.ok and full.skipped == 0
+    assert_same_rows(fake.tables["mbo_f"].frame(), expected_rows(path))
+
+
+def test_mid_file_failure_then_rerun_is_exact(fake: FakeQuestDB, make_day) -> None:
+    path = make_day(records=30_000)
+    opts = fake_options(fake, table="mbo_k", log_table="log_k", flush_rows=4_000)
+    fake.write_faults[:] = [
+        None,
+        None,
+        None,
+        (400, {"code": "invalid", "message": "cast error on line 7", "line": 7}),
+    ]
+    failed = ingest_questdb([path], options=opts)
+    assert not failed.ok and failed.exit_code == 1
+    assert "cast error on line 7" in failed.failed[0][1]
+    assert 0 < len(fake.tables["mbo_k"].rows) < 30_000
+    assert not fake.tables["log_k"].rows  # no completion record for a failed file
+    rerun = ingest_questdb([path], options=opts)
+    assert rerun.ok and rerun.skipped == 0
+    assert_same_rows(fake.tables["mbo_k"].frame(), expected_rows(path))
+
+
+def test_dropped_connections_are_retried(fake: FakeQuestDB, make_day) -> None:
+    path = make_day(records=20_000)
+    fake.write_faults[:] = ["drop", None, "drop", (503, b"busy"), None]
+    summary = ingest_questdb(
+        [path], options=fake_options(fake, table="mbo_r", log_table="log_r", flush_rows=3_000)
+    )
+    assert summary.ok, summary.failed
+    assert_same_rows(fake.tables["mbo_r"].frame(), expected_rows(path))
+
+
+def test_lost_rows_are_detected_and_the_file_is_not_marked_done(fake: FakeQuestDB, make_day) -> None:
+    path = make_day(records=10_000)
+    opts = fake_options(fake, table="mbo_l", log_table="log_l", verify_timeout_s=0.5)
+    fake.write_faults[:] = [(204, b"")]  # the server acks the first batch but keeps nothing
+    summary = ingest_questdb([path], options=opts)
+    assert not summary.ok
+    assert "does not hold exactly" in summary.failed[0][1]
+    assert not fake.tables["log_l"].rows
+
+
+def test_suspended_wal_is_reported(fake: FakeQuestDB, make_day) -> None:
+    path = make_day(records=5_000)
+    fake.suspended = True
+    summary = ingest_questdb([path], options=fake_options(fake, table="mbo_s", log_table="log_s"))
+    assert (
+        not summary.ok
+        and "suspended WAL apply" in summary.failed[0][1]
+        and "disk full" in summary.failed[0][1]
+    )
+
+
+def test_ilp_tcp_load_and_lost_connection_second_pass(fake: FakeQuestDB, make_day) -> None:
+    path = make_day(records=15_000)
+    opts = fake_options(fake, table="mbo_tcp", log_table="log_tcp", protocol="ilp-tcp", tcp_port=fake.tcp_port,
+                        verify_timeout_s=1.0)  # fmt: skip
+    fake.tcp_drops = 1  # the server loses the first connection's rows: no ack on TCP, count() notices
+    summary = ingest_questdb([path], options=opts)
+    assert summary.ok, summary.failed
+    assert summary.protocol == "ilp-tcp" and summary.results[0].attempts == 2
+    assert_same_rows(fake.tables["mbo_tcp"].frame(), expected_rows(path))
+
+
+def test_sink_for_the_pipeline(fake: FakeQuestDB, make_day) -> None:
+    from engine.columns import iter_column_blocks
+
+    path = make_day(records=12_000)
+    opts = fake_options(fake, table="mbo_p", log_table="log_p")
+    sink = QuestDBSink(path, opts)
+    assert not sink.skipped
+    for block in iter_column_blocks(path, 1 << 16):
+        sink.write(block)
+    result = sink.close()
+    assert result.rows == len(expected_rows(path))
+    assert sum(result.rows_by_day.values()) == result.rows
+    assert sink.confirmed == result.rows
+    again = QuestDBSink(path, opts)
+    assert again.skipped
+    for block in iter_column_blocks(path, 1 << 16):
+        again.write(block)
+    res2 = again.close()
+    assert res2.skipped and res2.rows == result.rows
+
+
+def test_abort_writes_no_completion(fake: FakeQuestDB, make_day) -> None:
+    from engine.columns import iter_column_blocks
+
+    path = make_day(records=12_000)
+    opts = fake_options(fake, table="mbo_a", log_table="log_a")
+    sink = QuestDBSink(path, opts)
+    for i, block in enumerate(iter_column_blocks(path, 1 << 16)):
+        sink.write(block)
+        if i == 2:
+            break
+    sink.abort()
+    assert not fake.tables["log_a"].rows
+    assert QuestDBSink(path, opts).skipped is False
+
+
+def test_ingest_cli_feeds_lake_and_questdb_from_one_decode(
+    fake: FakeQuestDB, make_day, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    from engine.ingest import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QDB_LOG_TABLE", "log_cli")
+    monkeypatch.setenv("QDB_VERIFY_TIMEOUT", "5")
+    path = make_day(records=12_000)
+    lake = tmp_path / "lake"
+    argv = [
+        str(path),
+        "--parquet",
+        str(lake),
+        "--questdb",
+        fake.url,
+        "--protocol",
+        "ilp-http",
+        "--table",
+        "mbo_cli",
+        "-q",
+    ]
+    assert main(argv) == 0
+    want = expected_rows(path)
+    assert_same_rows(fake.tables["mbo_cli"].frame(), want)
+    (day_file,) = lake.glob("mbo_*.parquet")
+    assert pq.read_metadata(day_file).num_rows == len(want)
+
+
+def test_ingest_cli_questdb_alone_writes_no_lake(
+    fake: FakeQuestDB,
+    make_day,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from engine.ingest import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATAPAIR_LAKE", raising=False)
+    monkeypatch.setenv("QDB_LOG_TABLE", "log_cli2")
+    monkeypatch.setenv("QDB_VERIFY_TIMEOUT", "5")
+    path = make_day(records=12_000)
+    assert (
+        main([str(path), "--questdb", fake.url, "--protocol", "ilp-http", "--table", "mbo_cli2", "-q"]) == 0
+    )
+    assert_same_rows(fake.tables["mbo_cli2"].frame(), expected_rows(path))
+    assert not (tmp_path / "data").exists()
+    out = capsys.readouterr().out
+    assert "questdb mbo_cli2 via ilp-http" in out
+    assert f"{len(expected_rows(path)):,} rows" in out
+
+
+if __name__ == "__main__":  # a standalone fake for manual runs: python -m tests.test_questdb_fake
+    import time
+
+    server = FakeQuestDB()
+    print(server.url, flush=True)
+    while True:
+        time.sleep(3600)
