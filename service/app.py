@@ -1,0 +1,201 @@
+"""The Falcon application: routes, error mapping, and configuration from the environment.
+
+``create_app(store, settings)`` builds the app from injected parts (tests pass a temporary lake
+or a fake QuestDB); ``get_app()`` reads the environment (for ``waitress-serve --call
+service.app:get_app``):
+
+=========================  =================================  =====================================
+variable                   default                            meaning
+=========================  =================================  =====================================
+``DATAPAIR_STORE``         ``auto``                           ``lake``, ``questdb`` or ``auto``
+                                                              (QuestDB when ``QUESTDB_URL`` is set)
+``DATAPAIR_LAKE``          ``./data/parquet``                 the lake directory
+``DATAPAIR_LAKE_CACHE_MB`` ``256``                            decoded row groups kept (0: off)
+``QUESTDB_URL``            (unset)                            e.g. ``http://127.0.0.1:9000``
+``QUESTDB_TABLE``          ``mbo_ticks``                      the QuestDB table
+``DATAPAIR_MAX_ROWS``      ``5000000``                        row cap of one ``/data`` answer (413)
+``DATAPAIR_DEFAULT_SYMBOL`` ``NVDA``                          symbol when a request names none
+=========================  =================================  =====================================
+
+Errors: every :class:`engine.errors.DatapairError` maps to one status (400 bad request, 404
+unknown symbol, 406 not acceptable, 413 too many rows, 503 store unavailable, 500 otherwise),
+always as JSON ``{"title", "description"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import falcon
+
+from engine import __version__
+from engine.errors import ConfigError, DatapairError, QueryError, StoreUnavailableError
+from service.errors import NotAcceptableError, TooManyRowsError, UnknownSymbolError
+from service.openapi import build_spec
+from service.resources import (
+    BarsResource,
+    DataResource,
+    HealthResource,
+    OpenAPIResource,
+    RangeResource,
+    SymbolsResource,
+    TicksResource,
+    ToDatetimeResource,
+    ToTimestampResource,
+)
+from service.stores.base import Store, check_symbol
+from service.stores.lake import LakeStore
+from service.stores.questdb import QuestDBStore
+
+__all__ = ["ROUTES", "Settings", "create_app", "get_app", "store_from_env"]
+
+log = logging.getLogger("datapair.service")
+
+DEFAULT_LAKE = "./data/parquet"
+
+
+@dataclass
+class Settings:
+    """Service limits and defaults (each has an environment variable, see the module doc)."""
+
+    max_rows: int = 5_000_000
+    default_symbol: str = "NVDA"
+    batch_rows: int = 16_384
+    buffer_rows: int = 32_768
+    max_body_bytes: int = 65_536
+    max_bars: int = 100_000
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        s = cls()
+        raw = env.get("DATAPAIR_MAX_ROWS")
+        if raw:
+            try:
+                s.max_rows = int(raw.replace("_", ""))
+            except ValueError:
+                msg = f"DATAPAIR_MAX_ROWS={raw!r} is not an integer"
+                raise ConfigError(msg) from None
+        if env.get("DATAPAIR_DEFAULT_SYMBOL"):
+            s.default_symbol = env["DATAPAIR_DEFAULT_SYMBOL"]
+        s.check()
+        return s
+
+    def check(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, int) and v < 1:
+                msg = f"setting {f.name} must be at least 1, got {v}"
+                raise ConfigError(msg)
+        try:
+            check_symbol(self.default_symbol)
+        except QueryError as exc:
+            raise ConfigError(f"default symbol: {exc}") from None
+
+
+ROUTES: dict[str, Callable[[Store, Settings, dict], object]] = {
+    "/data": lambda st, s, spec: DataResource(
+        st, s.max_rows, s.default_symbol, s.batch_rows, s.max_body_bytes, s.buffer_rows
+    ),
+    "/time/to_timestamp": lambda st, s, spec: ToTimestampResource(s.max_body_bytes),
+    "/time/to_datetime": lambda st, s, spec: ToDatetimeResource(s.max_body_bytes),
+    "/api/mbo/bars": lambda st, s, spec: BarsResource(st, s.default_symbol, s.max_bars),
+    "/api/mbo/ticks": lambda st, s, spec: TicksResource(st, s.default_symbol),
+    "/api/mbo/symbols": lambda st, s, spec: SymbolsResource(st),
+    "/api/mbo/range": lambda st, s, spec: RangeResource(st, s.default_symbol),
+    "/health": lambda st, s, spec: HealthResource(st),
+    "/openapi.json": lambda st, s, spec: OpenAPIResource(spec),
+}
+"""Every route and how its resource is built."""
+
+_STATUS: list[tuple[type[DatapairError], str, str]] = [
+    (UnknownSymbolError, falcon.HTTP_404, "Unknown symbol"),
+    (NotAcceptableError, falcon.HTTP_406, "Not acceptable"),
+    (TooManyRowsError, falcon.HTTP_413, "Too many rows"),
+    (QueryError, falcon.HTTP_400, "Bad request"),
+    (StoreUnavailableError, falcon.HTTP_503, "Store unavailable"),
+    (ConfigError, falcon.HTTP_500, "Server misconfigured"),
+    (DatapairError, falcon.HTTP_500, "Server error"),
+]
+
+
+def _handle_datapair_error(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
+    for cls, status, title in _STATUS:
+        if isinstance(ex, cls):
+            if status == falcon.HTTP_503:
+                raise falcon.HTTPServiceUnavailable(title=title, description=str(ex), retry_after=5)
+            if status.startswith("5"):
+                log.error("%s %s: %s", req.method, req.path, ex)
+            raise falcon.HTTPError(status, title=title, description=str(ex))
+    raise ex  # pragma: no cover - every DatapairError matches the last row
+
+
+def _serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    """Every error body is JSON ``{"title", "description"}`` (Falcon's own 404/405 included)."""
+    description = exc.description
+    if not description:
+        if exc.status_code == 404:
+            description = f"no route {req.path}; the routes are described at /openapi.json"
+        elif exc.status_code == 405:
+            description = f"{req.method} is not allowed on {req.path}; see /openapi.json"
+        else:
+            description = str(exc.title)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps({"title": exc.title, "description": description})
+
+
+def create_app(store: Store, settings: Settings | None = None) -> falcon.App:
+    """The WSGI app over ``store``.
+
+    Parameters
+    ----------
+    store : Store
+        Where rows come from (:class:`~service.stores.lake.LakeStore` or
+        :class:`~service.stores.questdb.QuestDBStore`).
+    settings : Settings, optional
+        Limits and defaults (:class:`Settings` defaults when None).
+    """
+    settings = settings or Settings()
+    settings.check()
+    app = falcon.App()
+    app.req_options.auto_parse_qs_csv = False
+    app.resp_options.secure_cookies_by_default = False
+    app.add_error_handler(DatapairError, _handle_datapair_error)
+    app.set_error_serializer(_serialize_error)
+    spec = build_spec(__version__)
+    for path, make in ROUTES.items():
+        app.add_route(path, make(store, settings, spec))
+    return app
+
+
+def store_from_env(env: dict[str, str] | None = None, kind: str | None = None) -> Store:
+    """The store the environment selects (see the module doc); ``kind`` overrides ``DATAPAIR_STORE``."""
+    env = dict(os.environ if env is None else env)
+    kind = (kind or env.get("DATAPAIR_STORE") or "auto").lower()
+    url = env.get("QUESTDB_URL")
+    if kind == "auto":
+        kind = "questdb" if url else "lake"
+    if kind == "lake":
+        raw = env.get("DATAPAIR_LAKE_CACHE_MB") or "256"
+        try:
+            cache_mb = int(raw)
+        except ValueError:
+            msg = f"DATAPAIR_LAKE_CACHE_MB={raw!r} is not an integer (MiB of decoded row groups kept; 0 turns the cache off)"
+            raise ConfigError(msg) from None
+        return LakeStore(env.get("DATAPAIR_LAKE") or DEFAULT_LAKE, cache_bytes=max(cache_mb, 0) * 2**20)
+    if kind == "questdb":
+        if not url:
+            msg = "the QuestDB store needs QUESTDB_URL (e.g. http://127.0.0.1:9000) or --questdb-url"
+            raise ConfigError(msg)
+        return QuestDBStore(url, env.get("QUESTDB_TABLE") or "mbo_ticks")
+    msg = f"DATAPAIR_STORE / --store must be lake, questdb or auto, got {kind!r}"
+    raise ConfigError(msg)
+
+
+def get_app() -> falcon.App:
+    """The app configured from the environment (``waitress-serve --call service.app:get_app``)."""
+    return create_app(store_from_env(), Settings.from_env())

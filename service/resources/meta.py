@@ -1,0 +1,43 @@
+"""``GET /health`` (is the store reachable) and ``GET /openapi.json`` (every route described)."""
+
+from __future__ import annotations
+
+import time
+
+import falcon
+
+from engine.errors import StoreUnavailableError
+from service.stores.base import Store
+
+__all__ = ["HealthResource", "OpenAPIResource"]
+
+
+class HealthResource:
+    """200 with the store's details when it answers, 503 with the reason when it does not."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        info = self.store.info()
+        t0 = time.perf_counter()
+        store = {"kind": info.kind, "location": info.location, **info.details}
+        try:
+            details = self.store.ping()
+        except StoreUnavailableError as exc:
+            resp.status = falcon.HTTP_503
+            resp.media = {"status": "unavailable", "store": {**store, "error": str(exc)}}
+            return
+        store.update(details)
+        store["ping_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
+        resp.media = {"status": "ok", "store": store}
+
+
+class OpenAPIResource:
+    """The OpenAPI 3.1 document of the service."""
+
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.spec

@@ -1,0 +1,275 @@
+"""The one small interface between the HTTP resources and where the rows live.
+
+A store answers a handful of questions about the ``mbo_ticks`` rows of one symbol: which symbols
+exist, the time range of one, how many rows a range holds, and the rows themselves as a stream
+of Arrow record batches of :data:`engine.columns.MBO_SCHEMA` (or a subset of its columns), in
+one total order: ``(ts_event, ts_recv, sequence)``, rows equal on all three in storage order.
+Paging uses a :class:`Cursor` on that order, so a page boundary inside a run of equal
+timestamps is still exact. Resources never know which store they talk to.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from engine.columns import MBO_SCHEMA
+from engine.errors import QueryError
+
+__all__ = [
+    "KEY_COLUMNS",
+    "SYMBOL_PATTERN",
+    "Cursor",
+    "RangeQuery",
+    "Store",
+    "SymbolRange",
+    "check_symbol",
+    "limit_batches",
+    "skip_until_after",
+    "sort_table",
+]
+
+KEY_COLUMNS = ("ts_event", "ts_recv", "sequence")
+"""The total order of rows in every answer."""
+
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/^ ]{0,31}$")
+"""What a symbol may look like: checked before any store sees it (and before any SQL)."""
+
+
+def check_symbol(symbol: object) -> str:
+    """Return ``symbol`` if it matches :data:`SYMBOL_PATTERN`, else raise :class:`QueryError`."""
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
+        msg = f"`symbol` must be 1 to 32 letters, digits or . _ - / ^ (space), starting with a letter or digit, got {symbol!r}"
+        raise QueryError(msg)
+    return symbol
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the ``(ts_event, ts_recv, sequence)`` order: after the row with this key.
+
+    ``skip`` counts how many rows with exactly this key were already returned (rows can agree on
+    all three). Sent to clients as an opaque URL-safe token.
+    """
+
+    ts_event: int
+    ts_recv: int
+    sequence: int
+    skip: int = 1
+
+    def encode(self) -> str:
+        text = f"1:{self.ts_event}:{self.ts_recv}:{self.sequence}:{self.skip}"
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: object) -> Cursor:
+        """Parse a token from :meth:`encode`; :class:`QueryError` if it is not one."""
+        bad = QueryError(
+            f"`cursor` {token!r} is not a cursor this service issued (take it from the X-Next-Cursor header)"
+        )
+        if not isinstance(token, str) or not 1 <= len(token) <= 200:
+            raise bad
+        try:
+            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise bad from None
+        m = re.fullmatch(r"1:(\d{1,19}):(\d{1,19}):(\d{1,19}):(\d{1,19})", text)
+        if m is None:
+            raise bad
+        ts_event, ts_recv, sequence, skip = (int(g) for g in m.groups())
+        if max(ts_event, ts_recv, sequence, skip) > 2**63 - 1 or skip < 1:
+            raise bad
+        return cls(ts_event, ts_recv, sequence, skip)
+
+
+@dataclass(frozen=True)
+class RangeQuery:
+    """Rows of one symbol with ``start <= ts_event <= end`` (ns, inclusive), after ``after``.
+
+    ``actions`` keeps only these action letters (e.g. ``("T",)`` for trades).
+    """
+
+    symbol: str
+    start: int
+    end: int
+    after: Cursor | None = None
+    actions: tuple[str, ...] | None = None
+
+    @property
+    def first_ts(self) -> int:
+        """The smallest ts_event that can still be returned (``start`` or the cursor's)."""
+        return self.start if self.after is None else max(self.start, self.after.ts_event)
+
+
+@dataclass(frozen=True)
+class SymbolRange:
+    """First and last ts_event of a symbol and its row count."""
+
+    symbol: str
+    start: int
+    end: int
+    rows: int
+
+
+@dataclass
+class StoreInfo:
+    """What ``/health`` shows about a store."""
+
+    kind: str
+    location: str
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class Store(ABC):
+    """Where the service reads MBO rows from (the Parquet lake, QuestDB)."""
+
+    kind: str = "store"
+
+    @abstractmethod
+    def info(self) -> StoreInfo:
+        """Kind and location, for ``/health`` (no I/O)."""
+
+    @abstractmethod
+    def ping(self) -> dict[str, object]:
+        """Check the store answers; return details. Raises StoreUnavailableError when not."""
+
+    @abstractmethod
+    def symbols(self) -> list[str]:
+        """Every symbol with rows, sorted."""
+
+    @abstractmethod
+    def time_range(self, symbol: str) -> SymbolRange | None:
+        """First/last ts_event and row count of a symbol, or None if it has no rows."""
+
+    @abstractmethod
+    def count(self, query: RangeQuery, cap: int | None = None) -> int:
+        """Rows of ``query`` (ignoring ``after`` beyond its ts_event); may stop counting past ``cap``."""
+
+    @abstractmethod
+    def scan(
+        self, query: RangeQuery, columns: Sequence[str] | None = None, batch_rows: int = 65_536
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``query`` in key order, as batches of at most ``batch_rows`` rows.
+
+        ``columns`` selects a subset of :data:`MBO_SCHEMA` (the key columns are always read);
+        batches always carry exactly the requested columns in schema order, with the schema's types.
+        """
+
+    def has_symbol(self, symbol: str) -> bool:
+        return symbol in self.symbols()
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and caches."""
+
+
+def output_schema(columns: Sequence[str] | None) -> pa.Schema:
+    """:data:`MBO_SCHEMA` restricted to ``columns`` (schema order); all of it for None."""
+    if columns is None:
+        return MBO_SCHEMA
+    unknown = [c for c in columns if c not in MBO_SCHEMA.names]
+    if unknown:
+        msg = f"unknown column(s) {unknown}; the columns are {MBO_SCHEMA.names}"
+        raise QueryError(msg)
+    wanted = set(columns)
+    return pa.schema([f for f in MBO_SCHEMA if f.name in wanted])
+
+
+def read_columns(columns: Sequence[str] | None) -> list[str]:
+    """The columns a store must read for ``columns``: them plus the key and filter columns."""
+    out = list(MBO_SCHEMA.names) if columns is None else list(columns)
+    for c in (*KEY_COLUMNS, "symbol", "action"):
+        if c not in out:
+            out.append(c)
+    return [c for c in MBO_SCHEMA.names if c in out]
+
+
+def ints(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An integer or timestamp column as int64 NumPy (zero copy when possible)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_timestamp(col.type):
+        col = col.view(pa.int64())
+    return col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def key_order(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    """Indices that sort ``table`` by (ts_event, ts_recv, sequence), stable."""
+    ts = ints(table.column("ts_event"))
+    if len(ts) < 2:
+        return np.arange(len(ts))
+    recv = ints(table.column("ts_recv"))
+    seq = ints(table.column("sequence"))
+    return np.lexsort((seq, recv, ts))
+
+
+def sort_table(table: pa.Table) -> pa.Table:
+    """``table`` sorted by the key (stable); no copy when already sorted."""
+    order = key_order(table)
+    if len(order) < 2 or bool(np.all(order[1:] > order[:-1])):
+        return table
+    return table.take(order)
+
+
+def skip_until_after(batches: Iterable[pa.RecordBatch], after: Cursor | None) -> Iterator[pa.RecordBatch]:
+    """Drop rows up to and including the cursor's position from a key-ordered stream."""
+    if after is None:
+        yield from batches
+        return
+    it = iter(batches)
+    to_skip = after.skip
+    key = (after.ts_event, after.ts_recv, after.sequence)
+    for batch in it:
+        ts = ints(batch.column("ts_event"))
+        if len(ts) == 0:
+            continue
+        if ts[-1] < key[0]:
+            continue
+        recv = ints(batch.column("ts_recv"))
+        seq = ints(batch.column("sequence"))
+        i = int(np.searchsorted(ts, key[0], side="left"))
+        n = len(ts)
+        while i < n:
+            k = (int(ts[i]), int(recv[i]), int(seq[i]))
+            if k < key:
+                i += 1
+            elif k == key and to_skip > 0:
+                to_skip -= 1
+                i += 1
+            else:
+                break
+        if i < n:
+            yield batch.slice(i)
+            yield from it
+            return
+
+
+def limit_batches(batches: Iterable[pa.RecordBatch], limit: int | None) -> Iterator[pa.RecordBatch]:
+    """At most ``limit`` rows of a stream (all for None); stops reading once reached."""
+    if limit is None:
+        yield from batches
+        return
+    left = limit
+    if left <= 0:
+        return
+    for b in batches:
+        if b.num_rows >= left:
+            yield b.slice(0, left)
+            return
+        left -= b.num_rows
+        yield b
+
+
+def rebatch(tables: Iterable[pa.Table | pa.RecordBatch], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most ``batch_rows`` rows from tables or batches (no copies)."""
+    for t in tables:
+        batches = t.to_batches() if isinstance(t, pa.Table) else [t]
+        for b in batches:
+            for lo in range(0, b.num_rows, batch_rows):
+                yield b.slice(lo, batch_rows)
