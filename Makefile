@@ -5,7 +5,7 @@ BIN      = $(VENV)/bin
 DEMO_DAY = data/dbn/XNAS.ITCH-2025-10-22.dbn.zst
 LAKE    ?= data/parquet
 
-.PHONY: setup run demo ingest serve test test-all bench lint clean
+.PHONY: setup run demo ingest serve test test-all test-questdb bench lint clean
 
 $(BIN)/activate: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,7 @@ ingest: $(DEMO_DAY)
 
 # The main job on the embedded default: generate a demo day, ingest it into the lake, serve it on :8080.
 run: ingest
-	DATAPAIR_LAKE=$(LAKE) $(BIN)/python -m service --port 8080
+	DATAPAIR_STORE=lake DATAPAIR_LAKE=$(LAKE) $(BIN)/python -m service --port 8080
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -38,6 +38,13 @@ bench: setup
 	$(BIN)/python bench/bench_synth.py
 	$(BIN)/python bench/bench_decode.py
 	$(BIN)/python bench/bench_ingest_parquet.py
+	$(BIN)/python bench/bench_query.py
+	$(BIN)/python bench/bench_service.py
+	$(BIN)/python bench/bench_ingest_questdb.py   # prints "not reachable" and exits 0 without QUESTDB_URL
+
+# Real-server tests: need a QuestDB 9.x at QUESTDB_URL (default http://localhost:9000).
+test-questdb: setup
+	$(BIN)/python -m pytest -q -m questdb
 
 lint: setup
 	$(BIN)/ruff check engine service tests bench

@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=10_000_000, help="records in the generated day")
     parser.add_argument("--trials", type=int, default=3, help="trials per path (median reported)")
-    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
+    parser.add_argument(
+        "--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS)
+    )
     parser.add_argument("--child", nargs=2, metavar=("PATH", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

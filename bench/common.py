@@ -47,7 +47,9 @@ def peak_rss_mib() -> float:
 
 def run_child(script: Path, *args: str) -> dict:
     """Run ``script --child ARGS`` in a fresh interpreter and return the JSON it prints last."""
-    out = subprocess.run([sys.executable, str(script), "--child", *args], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, str(script), "--child", *args], capture_output=True, text=True, check=False
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{script.name} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -63,7 +65,9 @@ def print_table(title: str, results: list[dict], baseline: str) -> None:
     """One table: rows/s, MB/s, peak RSS and the ratio to ``baseline``'s rows/s (median of trials)."""
     base = next((r for r in results if r["name"] == baseline), None)
     print(f"\n{title}")
-    print(f"{'path':<44} {'rows':>12} {'seconds':>8} {'rows/s':>12} {'MB/s':>8} {'peak RSS MiB':>13} {'vs ' + baseline:>14}")
+    print(
+        f"{'path':<44} {'rows':>12} {'seconds':>8} {'rows/s':>12} {'MB/s':>8} {'peak RSS MiB':>13} {'vs ' + baseline:>14}"
+    )
     for r in results:
         ratio = r["rows_per_s"] / base["rows_per_s"] if base else float("nan")
         print(

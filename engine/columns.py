@@ -107,7 +107,9 @@ class ColumnBlock:
             if name == "symbol":
                 cols.append(pa.DictionaryArray.from_arrays(pa.array(a["symbol"]), sym_dict))
             elif name == "action":
-                cols.append(pa.DictionaryArray.from_arrays(pa.array(a["action"].astype(np.int32)), ACTION_DICT))
+                cols.append(
+                    pa.DictionaryArray.from_arrays(pa.array(a["action"].astype(np.int32)), ACTION_DICT)
+                )
             elif name == "side":
                 cols.append(pa.DictionaryArray.from_arrays(pa.array(a["side"].astype(np.int32)), SIDE_DICT))
             elif name in ("ts_event", "ts_recv"):
@@ -120,7 +122,9 @@ class ColumnBlock:
 def convert_block(records: np.ndarray, symbology: Symbology, path: object = "<stream>") -> ColumnBlock:
     """Structured MBO records -> a :class:`ColumnBlock` (one Numba pass, then price and symbols)."""
     n = len(records)
-    words = records.view(np.uint64).reshape(n, records.dtype.itemsize // 8) if n else np.empty((0, 7), np.uint64)
+    words = (
+        records.view(np.uint64).reshape(n, records.dtype.itemsize // 8) if n else np.empty((0, 7), np.uint64)
+    )
     arrays = {name: np.empty(n, dtype=dt) for name, dt in _NUMERIC.items()}
     bad = decode_records(
         words, ACTION_CODES, SIDE_CODES,

@@ -88,7 +88,9 @@ class Symbology:
             )
         return self._tables
 
-    def resolve(self, instrument_id: np.ndarray, ts_recv: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def resolve(
+        self, instrument_id: np.ndarray, ts_recv: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Symbol codes (int32) for records; unmapped ids get a code for the id's text."""
         if out is None:
             out = np.empty(len(instrument_id), dtype=np.int32)

@@ -12,7 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _shared_dbn() -> Path | None:
-    candidates = [os.environ.get("DATAPAIR_SHARED_DATA", ""), ROOT.parent / "shared/data/dbn", "/work/shared/data/dbn"]
+    candidates = [
+        os.environ.get("DATAPAIR_SHARED_DATA", ""),
+        ROOT.parent / "shared/data/dbn",
+        "/work/shared/data/dbn",
+    ]
     for c in candidates:
         if c and Path(c).is_dir():
             return Path(c)

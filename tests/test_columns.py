@@ -86,7 +86,9 @@ def test_blocks_never_span_two_days(tmp_path: Path, make_day) -> None:
 
 
 def _metadata(mappings) -> Metadata:
-    return Metadata(3, "XNAS.ITCH", "mbo", 0, None, None, "raw_symbol", "instrument_id", False, 71, mappings=mappings)
+    return Metadata(
+        3, "XNAS.ITCH", "mbo", 0, None, None, "raw_symbol", "instrument_id", False, 71, mappings=mappings
+    )
 
 
 def test_symbology_reused_ids_and_unmapped() -> None:
@@ -96,7 +98,13 @@ def test_symbology_reused_ids_and_unmapped() -> None:
     md = _metadata(
         (
             SymbolMapping("AAA", (MappingInterval(d(2025, 1, 1), d(2025, 1, 2), "7"),)),
-            SymbolMapping("BBB", (MappingInterval(d(2025, 1, 2), d(2025, 1, 4), "7"), MappingInterval(d(2025, 1, 1), d(2025, 1, 2), "8"))),
+            SymbolMapping(
+                "BBB",
+                (
+                    MappingInterval(d(2025, 1, 2), d(2025, 1, 4), "7"),
+                    MappingInterval(d(2025, 1, 1), d(2025, 1, 2), "8"),
+                ),
+            ),
         )
     )
     sym = Symbology.from_metadata(md)

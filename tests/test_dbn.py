@@ -55,7 +55,10 @@ def test_metadata_equals_databento(mbo_sample: Path) -> None:
     assert list(ours.symbols) == list(theirs.symbols)
     assert list(ours.partial) == list(theirs.partial)
     assert list(ours.not_found) == list(theirs.not_found)
-    want = {raw: [(i["start_date"], i["end_date"], i["symbol"]) for i in ivs] for raw, ivs in theirs.mappings.items()}
+    want = {
+        raw: [(i["start_date"], i["end_date"], i["symbol"]) for i in ivs]
+        for raw, ivs in theirs.mappings.items()
+    }
     got = {m.raw_symbol: [(i.start_date, i.end_date, i.symbol) for i in m.intervals] for m in ours.mappings}
     assert got == want
 
@@ -70,7 +73,12 @@ def test_live_file_keeps_only_mbo_and_counts_others() -> None:
     import databento_dbn
 
     want = [
-        (m.instrument_id, m.stype_in_symbol if m.stype_out_symbol.isdigit() else m.stype_out_symbol, m.start_ts, m.end_ts)
+        (
+            m.instrument_id,
+            m.stype_in_symbol if m.stype_out_symbol.isdigit() else m.stype_out_symbol,
+            m.start_ts,
+            m.end_ts,
+        )
         for m in db.DBNStore.from_file(path)
         if isinstance(m, databento_dbn.SymbolMappingMsg)
     ]
@@ -221,7 +229,9 @@ def test_unsupported_version(tmp_path: Path) -> None:
 
 
 def test_schema_other_than_mbo(tmp_path: Path) -> None:
-    err = _expect(sample_path("databento-python/XNAS.ITCH/test_data.definition.dbn.zst"), "'definition'", "'mbo'")
+    err = _expect(
+        sample_path("databento-python/XNAS.ITCH/test_data.definition.dbn.zst"), "'definition'", "'mbo'"
+    )
     assert err.offset is not None
     p = tmp_path / "trades.dbn"
     p.write_bytes(_header(schema=4))

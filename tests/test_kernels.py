@@ -56,7 +56,9 @@ def test_decode_records_matches_numpy(n: int, seed: int) -> None:
         cols["ts_in_delta"], cols["sequence"],
     )  # fmt: skip
     assert bad == -1
-    np.testing.assert_array_equal(cols["instrument_id"], rec["instrument_id"].astype(np.int64).astype(np.uint32).view(np.int32))
+    np.testing.assert_array_equal(
+        cols["instrument_id"], rec["instrument_id"].astype(np.int64).astype(np.uint32).view(np.int32)
+    )
     np.testing.assert_array_equal(cols["publisher_id"], rec["publisher_id"].view(np.int16))
     np.testing.assert_array_equal(cols["ts_event"], rec["ts_event"].view(np.int64))
     np.testing.assert_array_equal(cols["order_id"], rec["order_id"].view(np.int64))
@@ -80,7 +82,13 @@ def test_decode_records_flags_unknown_action() -> None:
 
 
 @FAST
-@given(hnp.arrays(np.int64, st.integers(0, 200), elements=st.one_of(st.just(int(UNDEF_PRICE)), st.integers(-(2**62), 2**62))))
+@given(
+    hnp.arrays(
+        np.int64,
+        st.integers(0, 200),
+        elements=st.one_of(st.just(int(UNDEF_PRICE)), st.integers(-(2**62), 2**62)),
+    )
+)
 def test_scale_prices_matches_numpy(raw: np.ndarray) -> None:
     out = np.empty(len(raw), np.float64)
     scale_prices(raw, out)
