@@ -27,6 +27,7 @@ from service.dbjson import write_mbo_json
 from service.encoders import FORMATS, encode, negotiate
 from service.errors import NotAcceptableError
 from tests.conftest import MBO_SAMPLES, SHARED_DBN
+from tests.tables import plain
 
 # ../shared/data/dbn beside the repository (the work tree and CI's clone alike)
 SAMPLES = [str(SHARED_DBN / name) for name in MBO_SAMPLES if "LIVE" not in name] if SHARED_DBN else []
@@ -158,27 +159,12 @@ def _body(fmt: str, table: pa.Table, rows_per_batch: int = 777) -> bytes:
     return b"".join(encode(fmt, table.to_batches(max_chunksize=rows_per_batch)))
 
 
-def _as_plain(t: pa.Table) -> dict[str, list]:
-    out = {}
-    for name in MBO_SCHEMA.names:
-        col = t.column(name)
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(pa.string())
-        if pa.types.is_timestamp(col.type):
-            col = col.cast(pa.int64())
-        vals = col.to_pylist()
-        if name == "price":
-            vals = [None if v is None or v != v else v for v in vals]
-        out[name] = vals
-    return out
-
-
 def test_json_array_and_ndjson_parse_back(table):
     rows = json.loads(_body("json", table))
     lines = _body("ndjson", table).decode().splitlines()
     assert len(rows) == len(lines) == table.num_rows
     assert [json.loads(x) for x in lines] == rows
-    ref = _as_plain(table)
+    ref = plain(table)
     assert [int(r["hd"]["ts_event"]) for r in rows] == ref["ts_event"]
     assert [int(r["ts_recv"]) for r in rows] == ref["ts_recv"]
     assert [int(r["price"]) for r in rows] == ref["price_raw"]
@@ -205,7 +191,7 @@ def test_tabular_formats_parse_back(table, fmt):
         back = pq.read_table(pa.BufferReader(body))
         assert back.schema.names == MBO_SCHEMA.names
     assert back.num_rows == table.num_rows
-    assert _as_plain(back) == _as_plain(table)
+    assert plain(back) == plain(table)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "arrow", "parquet"])

@@ -24,6 +24,7 @@ from service.stores.questdb import QuestDBStore, parse_questdb_url, sql_symbol
 from service.testing import FakeQuestDB, lake_table, make_lake
 from service.timeparse import parse_datetime
 from tests.conftest import sample_path
+from tests.tables import plain
 
 NS = 1_000_000_000
 DATES = ("2025-10-22", "2025-10-23")
@@ -35,22 +36,6 @@ def source_table(paths) -> pa.Table:
     return pa.Table.from_batches(
         [b.to_arrow() for p in paths for b in iter_column_blocks(p)]
     ).combine_chunks()
-
-
-def plain(t: pa.Table) -> dict[str, list]:
-    """Columns as Python lists, dictionaries decoded, NaN as None (so equality is exact)."""
-    out = {}
-    for name in t.column_names:
-        col = t.column(name)
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(pa.string())
-        if pa.types.is_timestamp(col.type):
-            col = col.cast(pa.int64())
-        vals = col.to_pylist()
-        if name == "price":
-            vals = [None if v is None or v != v else v for v in vals]
-        out[name] = vals
-    return out
 
 
 def reference(src: pa.Table, symbol: str, start: int, end: int, actions=None) -> pa.Table:
