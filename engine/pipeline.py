@@ -260,16 +260,6 @@ class ProcessEncoder(StripeEncoder):
         self._busy: dict[int, tuple[int, str]] = {}  # seq -> (slot, part)
         self.broken: str | None = None
 
-    def free_slots(self) -> int:
-        return len(self._free)
-
-    def acquire(self) -> tuple[int, dict[str, np.ndarray]]:
-        slot = self._free.pop()
-        return slot, self._slots[slot]
-
-    def release(self, slot: int) -> None:
-        self._free.append(slot)
-
     def submit(self, slot: int, job: StripeJob) -> None:
         if self.broken is None:
             try:

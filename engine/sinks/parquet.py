@@ -232,15 +232,18 @@ class StripeEncoder(ABC):
     """
 
     stripe_rows: int
+    _slots: list[dict[str, np.ndarray]]
+    _free: list[int]
 
-    @abstractmethod
-    def free_slots(self) -> int: ...
+    def free_slots(self) -> int:
+        return len(self._free)
 
-    @abstractmethod
-    def acquire(self) -> tuple[int, dict[str, np.ndarray]]: ...
+    def acquire(self) -> tuple[int, dict[str, np.ndarray]]:
+        slot = self._free.pop()
+        return slot, self._slots[slot]
 
-    @abstractmethod
-    def release(self, slot: int) -> None: ...
+    def release(self, slot: int) -> None:
+        self._free.append(slot)
 
     @abstractmethod
     def submit(self, slot: int, job: StripeJob) -> None: ...
@@ -263,16 +266,6 @@ class ThreadEncoder(StripeEncoder):
         self._free = list(range(n))
         self._pool = ThreadPoolExecutor(max(options.encode_threads, 1), thread_name_prefix="parquet-encode")
         self._futures: dict[Future[int], tuple[int, StripeJob]] = {}
-
-    def free_slots(self) -> int:
-        return len(self._free)
-
-    def acquire(self) -> tuple[int, dict[str, np.ndarray]]:
-        slot = self._free.pop()
-        return slot, self._slots[slot]
-
-    def release(self, slot: int) -> None:
-        self._free.append(slot)
 
     def submit(self, slot: int, job: StripeJob) -> None:
         fut = self._pool.submit(encode_stripe, self._slots[slot], job, job.options or self.options)
