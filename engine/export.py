@@ -330,7 +330,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbol", help="export one symbol into mbo_SYMBOL_YYYY-MM-DD.parquet")
     p.add_argument("--output", required=True, type=Path, help="the lake directory (created if missing)")
     p.add_argument(
-        "--url", default=os.environ.get("QUESTDB_URL", DEFAULT_URL), help="QuestDB HTTP URL (env QUESTDB_URL)"
+        "--url",
+        default=os.environ.get("QUESTDB_URL", DEFAULT_URL),
+        help="QuestDB HTTP URL (credentials allowed), host:port or client conf string (env QUESTDB_URL)",
     )
     p.add_argument("--table", default=DEFAULT_TABLE, help="the QuestDB table (default mbo_ticks)")
     p.add_argument("--force", action="store_true", help="rewrite days whose lake file is already complete")

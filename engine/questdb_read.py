@@ -1,7 +1,10 @@
 """Read ``mbo_ticks`` from QuestDB, one lake day at a time, over its HTTP API.
 
 Two documented endpoints are used: ``/exec`` (JSON) for ``count()`` and ``/exp?fmt=parquet``
-for the rows, streamed to a temporary file in chunks and then read back row group by row group,
+(with ``compression_codec``, ``row_group_size`` and ``statistics_enabled``, documented for 9.x)
+for the rows, timestamps selected as ``cast(.. AS LONG)`` (the exact nanoseconds of
+``TIMESTAMP_NS``, whatever Parquet type the export would give a nanosecond timestamp), streamed
+to a temporary file in chunks and then read back row group by row group,
 so memory stays bounded whatever the size of the day. Transient failures (connection refused or
 reset, timeouts, HTTP 5xx, a truncated body) are retried with exponential backoff; a query the
 server rejects (HTTP 4xx) is not.
@@ -37,6 +40,7 @@ import pyarrow.parquet as pq
 
 from engine.columns import ACTION_DICT, COLUMNS, MBO_SCHEMA, SIDE_DICT
 from engine.errors import ConfigError, QueryError, SinkError, StoreUnavailableError
+from engine.questdb.conf import parse_questdb_url
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -63,6 +67,7 @@ _NULL_FILL = {  # QuestDB's NULL sentinels: a value equal to one is read back as
     pa.int64(): -(2**63),
 }
 _RETRY_HTTP = {500, 502, 503, 504}
+_TS_COLUMNS = ("ts_event", "ts_recv")
 
 
 def check_table(name: str) -> str:
@@ -89,7 +94,7 @@ def _sql_string(text: str) -> str:
 
 
 def _ts_literal(day: dt.date) -> str:
-    return _sql_string(f"{day.isoformat()}T00:00:00.000000Z")
+    return _sql_string(f"{day.isoformat()}T00:00:00.000000000Z")
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,11 @@ class DayQuery:
 
     @property
     def select_sql(self) -> str:
-        cols = ", ".join(COLUMNS)
+        """The day's rows; timestamps as ``cast(.. AS LONG)``, the exact epoch nanoseconds of ``TIMESTAMP_NS``.
+
+        The export then never depends on how ``/exp`` encodes a nanosecond timestamp in Parquet.
+        """
+        cols = ", ".join(f"cast({c} AS LONG) AS {c}" if c in _TS_COLUMNS else c for c in COLUMNS)
         return (
             f"SELECT {cols} FROM {self.table} WHERE {self.where} ORDER BY symbol, ts_event, ts_recv, sequence"
         )
@@ -158,11 +167,13 @@ class QuestDBHttp:
     def __init__(
         self, url: str = DEFAULT_URL, *, timeout: float = 60.0, retries: int = 3, backoff: float = 0.5
     ) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            msg = f"bad QuestDB URL {url!r}: expected http://HOST:PORT (e.g. {DEFAULT_URL})"
-            raise ConfigError(msg)
-        self.url = url.rstrip("/")
+        try:  # any form QUESTDB_URL takes: URL (with credentials), host:port, client conf string
+            address = parse_questdb_url(url)
+        except ConfigError as exc:
+            msg = f"bad QuestDB URL {url!r}: expected http://HOST:PORT (e.g. {DEFAULT_URL}); {exc}"
+            raise ConfigError(msg) from None
+        self.url = address.http_url
+        self._auth = address.auth_header()
         self.timeout = timeout
         self.retries = max(int(retries), 0)
         self.backoff = backoff
@@ -173,8 +184,9 @@ class QuestDBHttp:
         delay = self.backoff
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
+            req = urllib.request.Request(full, headers={"Authorization": self._auth} if self._auth else {})
             try:
-                with urllib.request.urlopen(full, timeout=self.timeout) as resp:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     return handle(resp)
             except urllib.error.HTTPError as exc:
                 body = exc.read()

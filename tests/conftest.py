@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,3 +75,55 @@ def make_day(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return cache[key]
 
     return make
+
+
+# -- a real QuestDB (marker ``questdb``) ------------------------------------------------------------
+QUESTDB_DEFAULT_URL = "http://localhost:9000"
+
+
+@pytest.fixture(scope="session")
+def questdb_url() -> str:
+    """``QUESTDB_URL`` (default http://localhost:9000) once it answers ``/exec?query=SELECT 1``.
+
+    Probed once per session with a 3 s timeout and no retries; skips every test that uses it, with
+    the reason, when nothing answers. A malformed URL or refused credentials fail instead.
+    """
+    from engine.errors import StoreUnavailableError
+    from engine.questdb.conf import parse_questdb_url
+    from engine.questdb.http import Backoff, QuestDBHttp
+
+    url = os.environ.get("QUESTDB_URL", "").strip() or QUESTDB_DEFAULT_URL
+    http = QuestDBHttp(parse_questdb_url(url), backoff=Backoff(timeout=0.0), timeout=3.0)
+    try:
+        http.exec("SELECT 1")
+    except StoreUnavailableError as exc:
+        pytest.skip(f"no QuestDB answering SQL at {url} (set QUESTDB_URL to run the questdb tests): {exc}")
+    return url
+
+
+@pytest.fixture
+def questdb_tables(questdb_url: str) -> Iterator[Callable[[str], str]]:
+    """Factory of unique table names (``prefix_<12 hex>``); each is dropped after the test, pass or fail."""
+    import uuid
+
+    from engine.errors import DatapairError
+    from engine.questdb.conf import parse_questdb_url
+    from engine.questdb.http import Backoff, QuestDBHttp
+
+    made: list[str] = []
+
+    def make(prefix: str = "t") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        made.append(name)
+        return name
+
+    yield make
+    http = QuestDBHttp(parse_questdb_url(questdb_url), backoff=Backoff(timeout=10.0), timeout=60.0)
+    failed = []
+    for name in made:
+        try:
+            http.exec(f"DROP TABLE IF EXISTS {name}")
+        except DatapairError as exc:
+            failed.append(f"{name}: {exc}")
+    if failed:
+        pytest.fail("could not drop test tables: " + "; ".join(failed))

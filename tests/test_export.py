@@ -8,16 +8,14 @@ order), including its failures. The ``questdb`` test runs the same export agains
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import json
-import os
 import re
 import socket
 import threading
-import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,7 +43,7 @@ SYMBOLS = ("NVDA", "AAPL", "BRN FMJ0024!", "BRK_B")
 N = 40_000
 SMALL = ParquetOptions(stripe_rows=16_384, row_group_rows=2_048, max_row_group_rows=4_096)
 _WHERE = re.compile(
-    r"^SELECT (?P<what>count\(\) AS n|[a-z_, ]+) FROM (?P<table>\w+) WHERE "
+    r"^SELECT (?P<what>count\(\) AS n|(?:(?:cast\(\w+ AS LONG\) AS )?\w+(?:, )?)+) FROM (?P<table>\w+) WHERE "
     r"ts_recv >= '(?P<lo>[0-9T:.\-]+)Z' AND ts_recv < '(?P<hi>[0-9T:.\-]+)Z' AND ts_event < '(?P<ev>[0-9T:.\-]+)Z'"
     r"(?: AND symbol = '(?P<symbol>(?:[^']|'')*)')?(?P<order> ORDER BY symbol, ts_event, ts_recv, sequence)?$"
 )
@@ -88,6 +86,7 @@ class FakeQuestDB:
         self.tables = tables
         self.faults: list[str] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.auth: list[str | None] = []  # the Authorization header of each request
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,6 +99,7 @@ class FakeQuestDB:
                 url = urllib.parse.urlsplit(self.path)
                 params = dict(urllib.parse.parse_qsl(url.query))
                 fake.requests.append((url.path, params))
+                fake.auth.append(self.headers.get("Authorization"))
                 fake.handle(self, url.path, params)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -175,13 +175,21 @@ class FakeQuestDB:
         if rows is None:
             return self.error(h, sql, f"table does not exist [table={m['table']}]", sql.index(m["table"]))
         assert params.get("fmt") == "parquet" and m["order"], "the export asks for sorted Parquet"
-        cols = [c.strip() for c in m["what"].split(",")]
+        items = [c.strip() for c in m["what"].split(",")]
+        casts = {}
+        for item in items:
+            if cm := re.fullmatch(r"cast\((\w+) AS LONG\) AS (\w+)", item):
+                assert cm[1] == cm[2] and pa.types.is_timestamp(rows[cm[1]].type), item
+                casts[cm[1]] = True
+        cols = [re.sub(r"^cast\((\w+) AS LONG\) AS \w+$", r"\1", c) for c in items]
         if m["order"]:
             idx = pc.sort_indices(
                 rows, sort_keys=[(k, "ascending") for k in ("symbol", "ts_event", "ts_recv", "sequence")]
             )
             rows = rows.take(idx)
         rows = rows.select(cols)
+        for c in casts:  # cast(TIMESTAMP_NS AS LONG): the epoch nanoseconds
+            rows = rows.set_column(rows.schema.get_field_index(c), c, rows[c].cast(pa.int64()))
         if fault == "short":
             rows = rows.slice(0, max(rows.num_rows - 3, 0))
         buf = io.BytesIO()
@@ -310,7 +318,7 @@ def test_day_range_end_exclusive_and_empty_days(
     assert rc == 0
     counted = [p["query"] for path, p in fake.requests if path == "/exec"]
     assert len(counted) == 2 and "2025-10-21T" in counted[0] and "2025-10-22T" in counted[1]
-    assert "2025-10-23T00:00:00.000000Z' AND ts_event" in counted[1]
+    assert "2025-10-23T00:00:00.000000000Z' AND ts_event" in counted[1]
     assert sorted(p.name for p in out.glob("mbo_*.parquet")) == ["mbo_2025-10-22.parquet"]
     err = capsys.readouterr().err
     assert re.search(r"export: 1 file, 40,000 rows in [0-9.]+ s \(.* rows/s\), 0 skipped, 0 failed", err), err
@@ -387,10 +395,11 @@ def test_bad_symbols_never_reach_sql(fake: FakeQuestDB, tmp_path: Path, symbol: 
 def test_sql_is_built_from_validated_parts() -> None:
     q = day_query("mbo_ticks", DATE, "BRN FMJ0024!")
     assert q.where == (
-        "ts_recv >= '2025-10-22T00:00:00.000000Z' AND ts_recv < '2025-10-23T00:00:00.000000Z' "
-        "AND ts_event < '2025-10-24T00:00:00.000000Z' AND symbol = 'BRN FMJ0024!'"
+        "ts_recv >= '2025-10-22T00:00:00.000000000Z' AND ts_recv < '2025-10-23T00:00:00.000000000Z' "
+        "AND ts_event < '2025-10-24T00:00:00.000000000Z' AND symbol = 'BRN FMJ0024!'"
     )
-    assert q.select_sql.startswith("SELECT " + ", ".join(COLUMNS) + " FROM mbo_ticks WHERE ")
+    cols = ", ".join(f"cast({c} AS LONG) AS {c}" if c in ("ts_event", "ts_recv") else c for c in COLUMNS)
+    assert q.select_sql.startswith(f"SELECT {cols} FROM mbo_ticks WHERE ")
     assert q.count_sql == f"SELECT count() AS n FROM mbo_ticks WHERE {q.where}"
     assert check_symbol("ES.c.0") == "ES.c.0"
     for bad in ("mbo ticks", "t;drop", "1t", ""):
@@ -454,55 +463,54 @@ def test_cli_usage(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
         assert e.value.code == 2, argv
 
 
+def test_questdb_url_forms_and_credentials(fake: FakeQuestDB, lake: Path, tmp_path: Path) -> None:
+    port = fake.url.rsplit(":", 1)[1]
+    conf = f"http::addr=127.0.0.1:{port};username=admin;password=quest;"
+    s = export_days([DATE], tmp_path, client=QuestDBHttp(conf, timeout=10, retries=0), options=SMALL)
+    assert s.rows == N
+    basic = "Basic " + base64.b64encode(b"admin:quest").decode()
+    assert fake.auth == [basic, basic]  # count() and the export
+    QuestDBHttp(f"http://u%40x:p%3Bw@127.0.0.1:{port}", retries=0).count(
+        day_query("mbo_ticks", DATE).count_sql
+    )
+    assert fake.auth[-1] == "Basic " + base64.b64encode(b"u@x:p;w").decode()
+    assert QuestDBHttp(f"127.0.0.1:{port}").url == fake.url
+    with pytest.raises(ConfigError, match="bad QuestDB URL"):
+        QuestDBHttp("ftp://127.0.0.1:9000")
+
+
 # -- a real QuestDB ------------------------------------------------------------------------------
 
 
-def _questdb_url() -> str | None:
-    url = os.environ.get("QUESTDB_URL")
-    if not url:
-        return None
-    try:
-        QuestDBHttp(url, timeout=3, retries=0).exec_json("SELECT 1")
-    except Exception:
-        return None
-    return url
-
-
-DDL = (
-    "CREATE TABLE {t} (ts_event TIMESTAMP_NS, symbol SYMBOL, instrument_id INT, publisher_id SHORT, "
-    "order_id LONG, price_raw LONG, price DOUBLE, size INT, flags INT, channel_id SHORT, action SYMBOL, "
-    "side SYMBOL, ts_recv TIMESTAMP_NS, ts_in_delta INT, sequence LONG) TIMESTAMP(ts_event) PARTITION BY DAY WAL"
-)
-
-
 @pytest.mark.questdb
-def test_dbn_to_questdb_to_lake_equals_direct_lake(lake: Path, tmp_path: Path) -> None:
-    url = _questdb_url()
-    if url is None:
-        pytest.skip("no QuestDB answering at QUESTDB_URL")
-    from questdb import Sender
+def test_dbn_to_questdb_to_lake_equals_direct_lake(
+    questdb_url: str, questdb_tables, day: Path, lake: Path, tmp_path: Path
+) -> None:
+    """The DBN day loaded by the QuestDB sink (protocol auto) and exported equals the lake ingested from it."""
+    from engine.questdb.conf import QuestDBOptions
+    from engine.sinks.questdb import ingest_questdb
 
-    http = QuestDBHttp(url, timeout=60, retries=2)
-    table = f"mbo_export_test_{uuid.uuid4().hex[:12]}"
-    http.exec_json(DDL.format(t=table))
-    try:
-        df = pl.read_parquet(lake / lake_file_name(DATE)).with_columns(
-            pl.col("symbol", "action", "side").cast(pl.Categorical)
-        )
-        pdf = df.to_pandas()
-        host = urllib.parse.urlsplit(url)
-        with Sender.from_conf(f"http::addr={host.hostname}:{host.port or 9000};") as sender:
-            sender.dataframe(pdf, table_name=table, at="ts_event")
-        q = day_query(table, DATE)
-        deadline = time.monotonic() + 60
-        while http.count(q.count_sql) < N and time.monotonic() < deadline:  # WAL applies asynchronously
-            time.sleep(0.5)
-        out = tmp_path / "exported"
-        s = export_days([DATE], out, url=url, table=table, options=SMALL)
-        assert s.rows == N
-        assert_same_lake_file(out / lake_file_name(DATE), lake / lake_file_name(DATE))
-        s = export_days([DATE], out, url=url, table=table, symbol="BRN FMJ0024!", options=SMALL)
-        name = lake_file_name(DATE, "BRN FMJ0024!")
+    table, log = questdb_tables("t_export"), questdb_tables("t_export_log")
+    opts = QuestDBOptions.from_env(url=questdb_url, table=table, log_table=log, protocol="auto")
+    loaded = ingest_questdb([day], options=opts)
+    assert loaded.ok, loaded.failed
+    assert loaded.rows == N  # confirmed by count() after the WAL apply
+    out = tmp_path / "exported"
+    days = [DATE - dt.timedelta(days=1), DATE, NEXT]
+    s = export_days(days, out, url=questdb_url, table=table, options=SMALL)
+    assert (
+        s.rows == N and [d.day for d in s.written] == [DATE] and [d.day for d in s.empty] == [days[0], NEXT]
+    )
+    assert_same_lake_file(out / lake_file_name(DATE), lake / lake_file_name(DATE))
+    assert_clustered(out / lake_file_name(DATE))
+    assert no_temps(out)
+    again = export_days([DATE], out, url=questdb_url, table=table, options=SMALL)
+    assert len(again.skipped) == 1  # complete and equal to count(): not downloaded again
+    for symbol in SYMBOLS:
+        s = export_days([DATE], out, url=questdb_url, table=table, symbol=symbol, options=SMALL)
+        name = lake_file_name(DATE, symbol)
+        assert [d.path.name for d in s.written] == [name]
         assert_same_lake_file(out / name, lake / name)
-    finally:
-        http.exec_json(f"DROP TABLE {table}")
+    a = run_query(out, interval="1m", tz="America/New_York", limit=0)
+    b = run_query(lake, interval="1m", tz="America/New_York", limit=0)
+    assert a.height > 0 and a.equals(b)

@@ -147,9 +147,12 @@ def test_qwp_table_types_match_the_table() -> None:
         pa.float64(): "DOUBLE",
         ts_type: "TIMESTAMP_NS",
     }
+    claims = {"SHORT": b"short", "INT": b"int"}  # without them the client widens int16->INT, int32->LONG
     for (name, qtype), f in zip(MBO_COLUMNS, QWP_SCHEMA, strict=True):
         got = "SYMBOL" if pa.types.is_dictionary(f.type) else qdb_of[f.type]
         assert got == qtype, name
+        assert (f.metadata or {}).get(b"questdb.column_type") == claims.get(qtype), name
+        assert tbl.schema.field(name).metadata == f.metadata, name
     assert tbl.column("ts_recv").cast(pa.int64()).to_numpy().tolist() == block.arrays["ts_recv"].tolist()
     assert tbl.column("symbol").to_pylist() == [block.symbols[c] for c in block.arrays["symbol"]]
     assert tbl.column("side").to_pylist() == [SIDES[c] for c in block.arrays["side"]]

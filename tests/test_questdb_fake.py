@@ -3,14 +3,22 @@
 The fake speaks the wire as QuestDB does for what the engine uses: ``/settings`` (ILP protocol
 versions), ``/write?precision=n`` (ILP v2 text with binary doubles and ``n`` timestamps; 204 on
 success, a JSON error otherwise) and ``/exec`` for the statements the engine issues (DDL,
-``tables()``, ``table_columns()``, ``wal_tables()``, the grouped ``count()`` and the ingest-log
-lookup), with DEDUP UPSERT KEYS applied on write. It refuses WebSocket upgrades, so ``auto``
-resolves to ILP/HTTP. Faults are injected per request (a status and body, or a dropped
-connection). Other test modules import :class:`FakeQuestDB` and :func:`expected_rows` from here.
+``tables()``, ``table_columns()``, ``wal_tables()``, the grouped ``count()``, the ingest-log
+lookup and plain ``SELECT``s), ``/exp?fmt=parquet`` of a whole table, and, with ``qwp=True``, QWP
+ingress over WebSocket on ``/write/v4`` as QuestDB documents it (frames decoded, each column
+refused unless sent as exactly its table type, deferred commits, OK/error answers); without it
+the upgrade gets 404, so ``auto`` resolves to ILP/HTTP. DEDUP UPSERT KEYS apply on every write.
+Faults are injected per request (a status and body, or a dropped connection). Other test modules
+import :class:`FakeQuestDB` and :func:`expected_rows` from here; ``python -m tests.test_questdb_fake``
+runs one standalone (QWP on) and prints its URL and ILP/TCP port, e.g. to point ``QUESTDB_URL``
+and ``QDB_ILP_TCP_PORT`` at while changing the ``questdb`` tests.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import http.server
 import io
 import json
@@ -27,12 +35,12 @@ from typing import Any
 import databento as db
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from engine.kernels import NS_PER_DAY
 from engine.questdb.conf import QuestDBOptions
+from engine.questdb.ddl import MBO_COLUMNS
 from engine.sinks.questdb import QuestDBSink, ingest_questdb
 
 CANONICAL = ("ts_event", "symbol", "instrument_id", "publisher_id", "order_id", "price_raw", "price", "size",
@@ -115,6 +123,146 @@ def parse_ilp(data: bytes) -> list[tuple[str, dict[str, Any], int | None]]:
     return rows
 
 
+# -- QWP ingress (WebSocket) --------------------------------------------------------------------------
+# As QuestDB documents it (connect/wire-protocols/qwp-ingress-websocket): a 12-byte header ("QWP1",
+# version, flags, table count, payload length), an optional delta symbol dictionary, then table
+# blocks (name, row count, column count, column definitions, column data); the designated
+# timestamp is the column with an empty name. Each frame is answered in order with an OK (status,
+# sequence, per-table seqTxn) or an error (status, sequence, message).
+QWP_FLAG_DEFER_COMMIT, QWP_FLAG_GORILLA, QWP_FLAG_DELTA_DICT = 0x01, 0x04, 0x08
+QWP_TYPES = {0x01: "BOOLEAN", 0x02: "BYTE", 0x03: "SHORT", 0x04: "INT", 0x05: "LONG", 0x06: "FLOAT",
+             0x07: "DOUBLE", 0x09: "SYMBOL", 0x0A: "TIMESTAMP", 0x0B: "DATE", 0x0F: "VARCHAR",
+             0x10: "TIMESTAMP_NS"}  # fmt: skip
+"""Wire type codes -> the QuestDB column type they write (TIMESTAMP_NANOS lands in TIMESTAMP_NS)."""
+_QWP_FIXED = {0x02: "<i1", 0x03: "<i2", 0x04: "<i4", 0x05: "<i8", 0x06: "<f4", 0x07: "<f8", 0x0B: "<i8"}
+QWP_SCHEMA_MISMATCH, QWP_PARSE_ERROR, QWP_WRITE_ERROR = 0x03, 0x05, 0x09
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class QwpError(Exception):
+    """A frame the fake refuses: ``status`` is the QWP status code of the error response."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Cursor:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise QwpError(QWP_PARSE_ERROR, f"truncated QWP message at byte {self.pos}")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self) -> int:
+        out = shift = 0
+        while True:
+            b = self.u8()
+            out |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return out
+
+    def text(self) -> str:
+        return self.take(self.varint()).decode()
+
+
+def _qwp_column(cur: _Cursor, code: int, rows: int, flags: int, dictionary: list[str]) -> list[Any]:
+    """One column's values (None for NULL rows)."""
+    null_flag = cur.u8()
+    nulls = np.zeros(rows, dtype=bool)
+    if null_flag:
+        bits = np.frombuffer(cur.take((rows + 7) // 8), dtype=np.uint8)
+        nulls = np.unpackbits(bits, bitorder="little")[:rows].astype(bool)
+    n = rows - int(nulls.sum())
+    if code in _QWP_FIXED:
+        dt = np.dtype(_QWP_FIXED[code])
+        values: list[Any] = np.frombuffer(cur.take(n * dt.itemsize), dtype=dt).tolist()
+    elif code in (0x0A, 0x10):
+        if flags & QWP_FLAG_GORILLA and cur.u8() != 0:
+            raise QwpError(QWP_PARSE_ERROR, "the fake does not decode Gorilla timestamps")
+        values = np.frombuffer(cur.take(n * 8), dtype="<i8").tolist()
+    elif code == 0x09:
+        ids = [cur.varint() for _ in range(n)]
+        if any(i >= len(dictionary) for i in ids):
+            raise QwpError(QWP_PARSE_ERROR, "symbol id past the connection's dictionary")
+        values = [dictionary[i] for i in ids]
+    elif code == 0x01:
+        values = np.unpackbits(np.frombuffer(cur.take((n + 7) // 8), np.uint8), bitorder="little")[:n]
+        values = [bool(v) for v in values]
+    elif code == 0x0F:
+        offsets = np.frombuffer(cur.take((n + 1) * 4), dtype="<u4")
+        blob = cur.take(int(offsets[-1]))
+        values = [blob[offsets[i] : offsets[i + 1]].decode() for i in range(n)]
+    else:
+        raise QwpError(QWP_PARSE_ERROR, f"the fake does not decode type code {code:#x}")
+    if not null_flag:
+        return values
+    it = iter(values)
+    return [None if isnull else next(it) for isnull in nulls.tolist()]
+
+
+def decode_qwp(
+    message: bytes, dictionary: list[str]
+) -> tuple[int, list[tuple[str, int, list[tuple[str, int, list[Any]]]]]]:
+    """A QWP message -> (flags, [(table, rows, [(column, type code, values)])]); extends ``dictionary``."""
+    cur = _Cursor(message)
+    if cur.take(4) != b"QWP1":
+        raise QwpError(QWP_PARSE_ERROR, "bad magic")
+    version, flags = cur.u8(), cur.u8()
+    n_tables = int.from_bytes(cur.take(2), "little")
+    length = int.from_bytes(cur.take(4), "little")
+    if version != 1 or length != len(message) - 12:
+        raise QwpError(QWP_PARSE_ERROR, f"bad header: version {version}, payload length {length}")
+    if flags & QWP_FLAG_DELTA_DICT:
+        start, count = cur.varint(), cur.varint()
+        if start > len(dictionary):  # a delta may re-register ids (a replay), never skip any
+            raise QwpError(
+                0x0D, f"dictionary gap: delta starts at {start}, the connection holds {len(dictionary)}"
+            )
+        entries = [cur.text() for _ in range(count)]
+        dictionary[start : start + count] = entries
+    blocks = []
+    for _ in range(n_tables):
+        table, rows, n_cols = cur.text(), cur.varint(), cur.varint()
+        schema = [(cur.text(), cur.u8()) for _ in range(n_cols)]
+        cols = [(name, code, _qwp_column(cur, code, rows, flags, dictionary)) for name, code in schema]
+        blocks.append((table, rows, cols))
+    if cur.pos != len(message):
+        raise QwpError(QWP_PARSE_ERROR, f"{len(message) - cur.pos} trailing bytes")
+    return flags, blocks
+
+
+def _ws_read(rfile: Any) -> tuple[int, bytes]:
+    head = rfile.read(2)
+    if len(head) < 2:
+        raise EOFError
+    op, n = head[0] & 0x0F, head[1] & 0x7F
+    if n == 126:
+        n = struct.unpack(">H", rfile.read(2))[0]
+    elif n == 127:
+        n = struct.unpack(">Q", rfile.read(8))[0]
+    mask = rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+    data = np.frombuffer(rfile.read(n), dtype=np.uint8)
+    key = np.frombuffer((mask * (n // 4 + 1))[:n], dtype=np.uint8)
+    return op, (data ^ key).tobytes()
+
+
+def _ws_write(wfile: Any, op: int, data: bytes) -> None:
+    n = len(data)
+    head = bytes([0x80 | op]) + (bytes([n]) if n < 126 else b"\x7e" + struct.pack(">H", n) if n < 65536
+                                  else b"\x7f" + struct.pack(">Q", n))  # fmt: skip
+    wfile.write(head + data)
+    wfile.flush()
+
+
 # -- the fake server ------------------------------------------------------------------------------
 class FakeTable:
     def __init__(
@@ -159,7 +307,12 @@ class FakeTable:
 class FakeQuestDB:
     """A threaded fake of QuestDB's HTTP endpoint on 127.0.0.1 (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, qwp: bool = False) -> None:
+        self.qwp = qwp
+        """Whether ``/write/v4`` accepts QWP WebSocket upgrades (QuestDB 9.4 does); else 404."""
+        self.qwp_faults: list[Any] = []
+        self.qwp_frames: list[tuple[int, int]] = []  # (bytes, flags) per QWP data frame answered
+        self.qwp_columns: dict[str, list[tuple[str, str]]] = {}  # table -> (column, wire type) last sent
         self.tables: dict[str, FakeTable] = {}
         self.lock = threading.Lock()
         self.write_faults: list[Any] = []
@@ -201,20 +354,26 @@ class FakeQuestDB:
                     self._send(200, json.dumps({"config": {"line.proto.support.versions": [1, 2],
                                                            "cairo.max.file.name.length": 127}}).encode())  # fmt: skip
                     return
+                if (
+                    url.path in ("/write/v4", "/api/v4/write")
+                    and self.headers.get("Upgrade", "").lower() == "websocket"
+                ):
+                    if not fake.qwp:
+                        self._send(404, b"not found", "text/plain")  # a server without QWP
+                        return
+                    self._qwp_session()
+                    return
                 if url.path == "/exp":
                     q = urllib.parse.parse_qs(url.query)
-                    m = re.fullmatch(r"SELECT .* FROM (\w+)", q["query"][0])
-                    with fake.lock:
-                        frame = fake.tables[m.group(1)].frame() if m and m.group(1) in fake.tables else None
-                    if frame is None:
-                        self._send(400, b'{"error": "bad export"}')
+                    try:
+                        body = fake.export(q["query"][0], q.get("fmt", ["csv"])[0])
+                    except Exception as exc:
+                        self._send(
+                            400,
+                            json.dumps({"query": q["query"][0], "error": str(exc), "position": 0}).encode(),
+                        )
                         return
-                    out = io.BytesIO()
-                    pq.write_table(
-                        pa.Table.from_pandas(frame.drop(columns=[], errors="ignore"), preserve_index=False),
-                        out,
-                    )
-                    self._send(200, out.getvalue(), "application/octet-stream")
+                    self._send(200, body, "application/octet-stream")
                     return
                 if url.path != "/exec":
                     self._send(404, b"not found", "text/plain")
@@ -229,6 +388,61 @@ class FakeQuestDB:
                 except Exception as exc:
                     status, body = 400, {"query": sql, "error": str(exc), "position": 0}
                 self._send(status, json.dumps(body).encode())
+
+            def _qwp_session(self) -> None:
+                accept = base64.b64encode(
+                    hashlib.sha1(self.headers["Sec-WebSocket-Key"].encode() + _WS_GUID).digest()
+                )
+                self.send_response(101)
+                self.send_header("Upgrade", "websocket")
+                self.send_header("Connection", "Upgrade")
+                self.send_header("Sec-WebSocket-Accept", accept.decode())
+                self.send_header("X-QWP-Version", "1")
+                self.send_header("X-QWP-Max-Batch-Size", str(16 << 20))
+                self.end_headers()
+                self.wfile.flush()
+                self.close_connection = True
+                dictionary: list[str] = []
+                pending: dict[str, list[dict[str, Any]]] = {}
+                seq = 0
+                while True:
+                    try:
+                        op, data = _ws_read(self.rfile)
+                    except (EOFError, OSError, struct.error):
+                        return
+                    if op == 8:  # close
+                        with contextlib.suppress(OSError):
+                            _ws_write(self.wfile, 8, data[:2])
+                        return
+                    if op == 9:  # ping
+                        _ws_write(self.wfile, 10, data)
+                        continue
+                    if op != 2:
+                        continue
+                    with fake.lock:
+                        fault = fake.qwp_faults.pop(0) if fake.qwp_faults else None
+                    if fault == "drop":  # the connection dies before the frame is answered
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    try:
+                        flags, blocks = decode_qwp(data, dictionary)
+                        for table, rows, cols in blocks:
+                            pending.setdefault(table, []).extend(fake.qwp_rows(table, rows, cols))
+                        committed: dict[str, int] = {}
+                        if not flags & QWP_FLAG_DEFER_COMMIT:
+                            committed = fake.commit(pending)
+                            pending = {}
+                        body = b"\x00" + struct.pack("<qH", seq, len(committed))
+                        for name, txn in committed.items():
+                            body += struct.pack("<H", len(name)) + name.encode() + struct.pack("<q", txn)
+                    except QwpError as exc:
+                        pending = {}
+                        msg = str(exc).encode()
+                        body = bytes([exc.status]) + struct.pack("<qH", seq, len(msg)) + msg
+                    with fake.lock:
+                        fake.qwp_frames.append((len(data), data[5]))
+                    _ws_write(self.wfile, 2, body)
+                    seq += 1
 
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length", 0))
@@ -296,17 +510,86 @@ class FakeQuestDB:
                     raise ValueError(msg)
                 if ts is not None:
                     values[t.designated] = ts
+                for c, typ in t.columns:  # ILP timestamps arrive in ns; a TIMESTAMP column keeps µs
+                    if typ == "TIMESTAMP" and isinstance(values.get(c), int):
+                        values[c] //= 1000
                 t.insert(values)
                 touched.add(table)
             for name in touched:
                 self.tables[name].txn += 1
         return len(parsed)
 
+    # -- QWP -------------------------------------------------------------------------------------
+    def qwp_rows(self, table: str, rows: int, cols: list[tuple[str, int, list[Any]]]) -> list[dict[str, Any]]:
+        """A QWP table block as rows, refused unless every column is sent as exactly its table type."""
+        with self.lock:
+            t = self.tables.get(table)
+            if t is None:
+                raise QwpError(QWP_WRITE_ERROR, f"table does not exist [table={table}]")
+            types = dict(t.columns)
+            names = []
+            for name, code, _ in cols:
+                col = name or t.designated
+                if col not in types:
+                    raise QwpError(QWP_SCHEMA_MISMATCH, f"column {col} does not exist in {table}")
+                wire = QWP_TYPES.get(code, hex(code))
+                if wire != types[col]:
+                    msg = f"column {col} is {types[col]}, the frame sends {wire}"
+                    raise QwpError(QWP_SCHEMA_MISMATCH, msg)
+                names.append(col)
+            self.qwp_columns[table] = [(n, QWP_TYPES[c[1]]) for n, c in zip(names, cols, strict=True)]
+        return [{n: c[2][i] for n, c in zip(names, cols, strict=True)} for i in range(rows)]
+
+    def commit(self, pending: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+        """Insert the pending rows of each table (dedup applied) as one transaction per table."""
+        out = {}
+        with self.lock:
+            for name, rows in pending.items():
+                t = self.tables[name]
+                for r in rows:
+                    t.insert(r)
+                t.txn += 1
+                out[name] = t.txn
+        return out
+
+    # -- /exp ------------------------------------------------------------------------------------
+    def export(self, sql: str, fmt: str) -> bytes:
+        """``/exp?fmt=parquet`` of ``SELECT col | cast(col AS LONG) AS col, ... FROM t`` (whole table)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        m = re.fullmatch(r"SELECT (.+) FROM (\w+)", sql.strip())
+        if fmt != "parquet" or m is None:
+            msg = f"the fake exports only SELECT ... FROM t as parquet: {sql[:80]}"
+            raise ValueError(msg)
+        with self.lock:
+            t = self.tables[m.group(2)]
+            frame = t.frame()
+            types = dict(t.columns)
+        cols = {}
+        for item in m.group(1).split(", "):
+            cm = re.fullmatch(r"cast\((\w+) AS LONG\) AS (\w+)", item)
+            name = cm.group(1) if cm else item
+            values = frame[name].tolist()
+            typ = "LONG" if cm else types[name]
+            arrow = {"SYMBOL": pa.string(), "VARCHAR": pa.string(), "DOUBLE": pa.float64(), "SHORT": pa.int16(),
+                     "INT": pa.int32(), "LONG": pa.int64(), "TIMESTAMP_NS": pa.timestamp("ns")}[typ]  # fmt: skip
+            if typ == "DOUBLE":
+                values = [None if v is None or v != v else v for v in values]  # NaN is DOUBLE's NULL
+            if typ == "TIMESTAMP_NS":
+                values = pa.array(values, pa.int64()).cast(arrow)
+            cols[cm.group(2) if cm else name] = (
+                pa.array(values, arrow) if not isinstance(values, pa.Array) else values
+            )
+        out = io.BytesIO()
+        pq.write_table(pa.table(cols), out)
+        return out.getvalue()
+
     # -- /exec -----------------------------------------------------------------------------------
     def execute(self, sql: str, limit: str | None) -> tuple[int, dict[str, Any]]:
         s = sql.strip()
         with self.lock:
-            if s == "SELECT 1 AS ok":
+            if s in ("SELECT 1 AS ok", "SELECT 1"):
                 return 200, _result([("ok", "INT")], [[1]])
             m = re.fullmatch(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+) \((.*)\) TIMESTAMP\((\w+)\) PARTITION BY (\w+) WAL"
                              r"(?:\s+DEDUP UPSERT KEYS\(([^)]*)\))?;?", s, re.S)  # fmt: skip
@@ -350,7 +633,7 @@ class FakeQuestDB:
                 )
                 return 200, _result(cols, rows)
             m = re.fullmatch(r"SELECT symbol, publisher_id, count\(\) AS n FROM (\w+) WHERE ts_event BETWEEN (-?\d+) "
-                             r"AND (-?\d+) AND ts_recv BETWEEN (-?\d+) AND (-?\d+)", s)  # fmt: skip
+                             r"AND (-?\d+) AND ts_recv BETWEEN (-?\d+) AND (-?\d+) ORDER BY symbol, publisher_id", s)  # fmt: skip
             if m:
                 t = self.tables[m.group(1)]
                 e0, e1, r0, r1 = (int(m.group(k)) for k in range(2, 6))
@@ -359,19 +642,19 @@ class FakeQuestDB:
                     if e0 <= r["ts_event"] <= e1 and r0 <= r["ts_recv"] <= r1:
                         k = (r["symbol"], r["publisher_id"])
                         counts[k] = counts.get(k, 0) + 1
-                rows = [[k[0], k[1], v] for k, v in counts.items()]
+                rows = [[k[0], k[1], v] for k, v in sorted(counts.items())]
                 return 200, _page(
                     _result([("symbol", "SYMBOL"), ("publisher_id", "SHORT"), ("n", "LONG")], rows), limit
                 )
             m = re.fullmatch(r"SELECT (.+) FROM (\w+) WHERE table_name = '(\w+)' AND file_key = '(\w+)' AND "
-                             r"filter_key = '(\w+)'", s)  # fmt: skip
+                             r"filter_key = '(\w+)' ORDER BY ts, symbol", s)  # fmt: skip
             if m:
                 names = [c.strip() for c in m.group(1).split(",")]
                 t = self.tables[m.group(2)]
                 want = {"table_name": m.group(3), "file_key": m.group(4), "filter_key": m.group(5)}
-                rows = [
-                    [r.get(c) for c in names] for r in t.rows if all(r.get(k) == v for k, v in want.items())
-                ]
+                hits = [r for r in t.rows if all(r.get(k) == v for k, v in want.items())]
+                hits.sort(key=lambda r: (r["ts"], r.get("symbol") is not None, r.get("symbol") or ""))
+                rows = [[r.get(c) for c in names] for r in hits]
                 return 200, _page(_result([(c, "") for c in names], rows), limit)
             m = re.fullmatch(r"SELECT count\(\) AS n FROM (\w+)", s)
             if m:
@@ -397,8 +680,44 @@ class FakeQuestDB:
             if m:
                 self.tables.pop(m.group(1), None)
                 return 200, {"ddl": "OK"}
+            m = re.fullmatch(r"SELECT (.+?) FROM (\w+)(?: WHERE (.+?))?(?: ORDER BY ([\w, ]+))?", s)
+            if m and m.group(2) in self.tables:
+                return 200, _page(_select_plain(self, *m.groups()), limit)
         msg = f"the fake does not know this statement: {s[:80]}"
         raise ValueError(msg)
+
+
+def _select_plain(
+    self: FakeQuestDB, items: str, table: str, where: str | None, order: str | None
+) -> dict[str, Any]:
+    """``SELECT col | cast(col AS LONG) [AS alias], ... FROM t [WHERE c = v AND c IS NULL ...] [ORDER BY ...]``."""
+    t = self.tables[table]
+    types = dict(t.columns)
+    rows = list(t.rows)
+    for cond in where.split(" AND ") if where else []:
+        if cm := re.fullmatch(r"(\w+) IS NULL", cond):
+            rows = [r for r in rows if r.get(cm[1]) is None]
+        elif cm := re.fullmatch(r"(\w+) = (-?\d+|'[^']*')", cond):
+            v: Any = cm[2][1:-1] if cm[2].startswith("'") else int(cm[2])
+            rows = [r for r in rows if r.get(cm[1]) == v]
+        else:
+            msg = f"the fake does not know the condition {cond!r}"
+            raise ValueError(msg)
+    if order:
+        keys = [k.strip() for k in order.split(",")]
+        rows.sort(
+            key=lambda r: tuple((r.get(k) is not None, r.get(k) if r.get(k) is not None else 0) for k in keys)
+        )
+    cols, getters = [], []
+    for item in items.split(", "):
+        cm = re.fullmatch(r"(?:cast\((\w+) AS LONG\)|(\w+))(?: AS (\w+))?", item)
+        if cm is None or (cm[1] or cm[2]) not in types:
+            msg = f"the fake does not know the select item {item!r}"
+            raise ValueError(msg)
+        col = cm[1] or cm[2]
+        cols.append((cm[3] or col, "LONG" if cm[1] else types[col]))
+        getters.append(col)
+    return _result(cols, [[r.get(c) for c in getters] for r in rows])
 
 
 def _result(cols: list[tuple[str, str]], rows: list[list[Any]]) -> dict[str, Any]:
@@ -631,7 +950,6 @@ def test_abort_writes_no_completion(fake: FakeQuestDB, make_day) -> None:
 def test_ingest_cli_feeds_lake_and_questdb_from_one_decode(
     fake: FakeQuestDB, make_day, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pyarrow.parquet as pq
 
     from engine.ingest import main
 
@@ -683,10 +1001,106 @@ def test_ingest_cli_questdb_alone_writes_no_lake(
     assert f"{len(expected_rows(path)):,} rows" in out
 
 
+def test_a_burst_of_senders_raises_no_reconnect_warning(fake: FakeQuestDB) -> None:
+    """One sender per file and per completion record is deliberate: the client's warning about a burst
+    of reconnections (an error under ``filterwarnings = error``) must not fail a load."""
+    from engine.questdb.ddl import ensure_tables
+    from engine.questdb.http import Backoff, QuestDBHttp
+    from engine.questdb.keys import FileStats
+    from engine.questdb.protocols import IlpSender
+    from engine.questdb.resume import write_completion
+
+    opts = fake_options(fake, table="mbo_b", log_table="log_b")
+    ensure_tables(QuestDBHttp(opts.address, backoff=Backoff(timeout=1)), "mbo_b", "day", "log_b")
+    for _ in range(40):  # the client warns from about 25 connections in a burst
+        IlpSender(opts.address, opts, "mbo_b", "http").close()
+        write_completion(opts, Path(__file__), "ab", "all", None, FileStats(), "ilp-http", 0.1)
+    assert len(fake.tables["log_b"].rows) == 40
+
+
+# -- QWP/WebSocket ------------------------------------------------------------------------------------
+@pytest.fixture
+def fake_qwp() -> Iterator[FakeQuestDB]:
+    f = FakeQuestDB(qwp=True)
+    yield f
+    f.close()
+
+
+def test_auto_resolves_to_qwp_only_where_offered(fake: FakeQuestDB, fake_qwp: FakeQuestDB) -> None:
+    from engine.questdb.protocols import detect_protocol
+
+    assert detect_protocol(fake_options(fake).address) == "ilp-http"  # /write/v4 answers 404
+    assert detect_protocol(fake_options(fake_qwp).address) == "qwp"
+
+
+def test_generated_day_through_fake_qwp(fake_qwp: FakeQuestDB, make_day) -> None:
+    path = make_day(records=30_000)
+    opts = fake_options(fake_qwp, table="mbo_q", log_table="log_q", flush_rows=4_000, qwp_rows=9_000)
+    first = ingest_questdb([path], options=opts, block_bytes=1 << 18)
+    assert first.ok, first.failed
+    assert first.protocol == "qwp"
+    want = expected_rows(path)
+    assert first.rows == len(want)
+    assert_same_rows(fake_qwp.tables["mbo_q"].frame(), want)
+    # every column went out as exactly its table type (the fake refuses anything else)
+    sent = fake_qwp.qwp_columns["mbo_q"]
+    assert len(sent) == len(MBO_COLUMNS) and dict(sent) == dict(MBO_COLUMNS)
+    assert sent[-1] == ("ts_event", "TIMESTAMP_NS")  # the designated column (empty name) comes last
+    # several committed bulk loads, each cut into frames of at most flush_rows rows
+    assert sum(1 for _, flags in fake_qwp.qwp_frames if not flags & QWP_FLAG_DEFER_COMMIT) >= 3
+    again = ingest_questdb([path], options=opts)
+    assert again.ok and again.skipped == 1
+    forced = ingest_questdb([path], options=replace(opts, force=True))
+    assert forced.ok and forced.rows == len(want)
+    assert_same_rows(fake_qwp.tables["mbo_q"].frame(), want)
+
+
+def test_qwp_sample_exact(fake_qwp: FakeQuestDB) -> None:
+    from tests.conftest import sample_path
+
+    path = sample_path("databento-python/GLBX.MDP3/test_data.mbo.dbn.zst")
+    summary = ingest_questdb([path], options=fake_options(fake_qwp, table="mbo_s", log_table="log_s"))
+    assert summary.ok and summary.protocol == "qwp", summary.failed
+    assert_same_rows(fake_qwp.tables["mbo_s"].frame(), expected_rows(path))
+
+
+@pytest.mark.parametrize("at_frame", [0, 2, 7])
+def test_qwp_dropped_connection_is_retried(fake_qwp: FakeQuestDB, make_day, at_frame: int) -> None:
+    path = make_day(records=20_000)
+    fake_qwp.qwp_faults[:] = [None] * at_frame + ["drop"]
+    opts = fake_options(fake_qwp, table="mbo_d", log_table="log_d", flush_rows=3_000, qwp_rows=7_000)
+    summary = ingest_questdb([path], options=opts)
+    assert summary.ok, summary.failed
+    assert not fake_qwp.qwp_faults  # the fault did happen
+    assert_same_rows(fake_qwp.tables["mbo_d"].frame(), expected_rows(path))
+
+
+def test_qwp_refused_frame_is_a_sink_error(fake_qwp: FakeQuestDB) -> None:
+    from engine.errors import SinkError
+    from engine.questdb.ddl import ensure_tables
+    from engine.questdb.http import Backoff, QuestDBHttp
+    from engine.questdb.protocols import QwpSender
+    from tests.test_questdb_batching import block_of
+
+    opts = fake_options(fake_qwp, table="mbo_x", log_table="log_x", protocol="qwp")
+    ensure_tables(QuestDBHttp(opts.address, backoff=Backoff(timeout=1)), "mbo_x", "day", "log_x")
+    t = fake_qwp.tables["mbo_x"]
+    t.columns = [
+        (c, "INT" if c == "publisher_id" else typ) for c, typ in t.columns
+    ]  # changed behind our back
+    sender = QwpSender(opts.address, opts, "mbo_x")
+    try:
+        with pytest.raises(SinkError, match="column publisher_id is INT, the frame sends SHORT"):
+            sender.send(block_of(100), final=True)
+    finally:
+        sender.close()
+    assert not t.rows
+
+
 if __name__ == "__main__":  # a standalone fake for manual runs: python -m tests.test_questdb_fake
     import time
 
-    server = FakeQuestDB()
-    print(server.url, flush=True)
+    server = FakeQuestDB(qwp=True)
+    print(server.url, server.tcp_port, flush=True)
     while True:
         time.sleep(3600)

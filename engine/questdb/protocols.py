@@ -19,6 +19,7 @@ same batch (safe: the table's dedup keys make a re-sent row replace itself). Any
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "ilp_frame",
     "is_transient",
     "open_sender",
+    "quiet_reconnect_warning",
     "qwp_table",
 ]
 
@@ -52,19 +54,51 @@ _SIDE_CATS = pd.Index(list(SIDES))
 _TS = pa.timestamp("ns", tz="UTC")
 _DICT = pa.dictionary(pa.int32(), pa.string())
 
+_COLUMN_TYPE = "questdb.column_type"
+_CLAIMS = {pa.int16(): "short", pa.int32(): "int"}
+"""Field metadata the client's Arrow route reads: without it an int16 is sent as INT and an int32 as
+LONG on the wire (its ``I16WidenToI32`` / ``I32WidenToI64``); with it, as SHORT and INT."""
+
+
+def _qwp_field(name: str, typ: pa.DataType) -> pa.Field:
+    claim = _CLAIMS.get(typ)
+    return pa.field(name, typ, metadata={_COLUMN_TYPE: claim} if claim else None)
+
+
 QWP_SCHEMA = pa.schema(
     [
-        ("ts_event", _TS), ("symbol", _DICT), ("instrument_id", pa.int32()), ("publisher_id", pa.int16()),
-        ("order_id", pa.int64()), ("price_raw", pa.int64()), ("price", pa.float64()), ("size", pa.int32()),
-        ("flags", pa.int32()), ("channel_id", pa.int16()), ("action", _DICT), ("side", _DICT),
-        ("ts_recv", _TS), ("ts_in_delta", pa.int32()), ("sequence", pa.int64()), ("day_seq", pa.int64()),
+        _qwp_field(n, t) for n, t in (
+            ("ts_event", _TS), ("symbol", _DICT), ("instrument_id", pa.int32()), ("publisher_id", pa.int16()),
+            ("order_id", pa.int64()), ("price_raw", pa.int64()), ("price", pa.float64()), ("size", pa.int32()),
+            ("flags", pa.int32()), ("channel_id", pa.int16()), ("action", _DICT), ("side", _DICT),
+            ("ts_recv", _TS), ("ts_in_delta", pa.int32()), ("sequence", pa.int64()), ("day_seq", pa.int64()),
+        )
     ]
 )  # fmt: skip
-"""Arrow types sent over QWP: exactly the table's column types (INT flags, SHORT ids, ns times)."""
+"""Arrow types sent over QWP: exactly the table's column types on the wire (SHORT, INT, LONG,
+DOUBLE, SYMBOL, TIMESTAMP_NANOS; the ``questdb.column_type`` claims pin SHORT and INT)."""
+
+_QWP_PARAMS: dict[str, object] = {"query_pool_min": 0}
+"""``questdb.connect`` opens ``query_pool_min`` reader connections (``/read/v1``) up front; the
+sink only writes, so it opens none."""
 
 _TRANSIENT_CODES = {
     "SocketError", "ConnectTimeout", "FailoverRetry", "StoreResendRequired", "CouldNotResolveAddr",
 }  # fmt: skip
+
+
+@contextlib.contextmanager
+def quiet_reconnect_warning() -> Iterator[None]:
+    """Silence the client's "burst of reconnections" ``UserWarning`` while a sender connects.
+
+    The sink opens one sender per file (and one for each completion record) on purpose: files
+    load in separate processes, so there is nothing to reuse across them. Scoped with
+    ``warnings.catch_warnings`` rather than turning ``questdb.WARN_HIGH_RECONNECTS`` off for the
+    whole process.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"questdb\.Sender: Detected a burst", category=UserWarning)
+        yield
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -230,7 +264,8 @@ class IlpSender:
         def attempt() -> questdb.Sender:
             s = questdb.Sender.from_conf(self._conf())
             try:
-                s.establish()
+                with quiet_reconnect_warning():
+                    s.establish()
             except BaseException:
                 s.close()
                 raise
@@ -328,7 +363,9 @@ class QwpSender:
         self._pending_rows = 0
         try:
             self._db: Any = retry(
-                lambda: questdb.connect(address.qwp_conf()), backoff=self.backoff, is_transient=is_transient
+                lambda: questdb.connect(address.qwp_conf(**_QWP_PARAMS)),
+                backoff=self.backoff,
+                is_transient=is_transient,
             )
         except questdb.QuestDBError as exc:
             msg = f"QWP/WebSocket {address.describe()}: {exc}"
@@ -391,10 +428,10 @@ def open_sender(
 def detect_protocol(address: ServerAddress, timeout_ms: int = 3000) -> str:
     """``qwp`` if the server accepts a QWP/WebSocket connection, else ``ilp-http``."""
     try:
-        db = questdb.connect(address.qwp_conf(connect_timeout=timeout_ms))
+        db = questdb.connect(address.qwp_conf(connect_timeout=timeout_ms, **_QWP_PARAMS))
     except (questdb.QuestDBError, ValueError, OSError):
         try:
-            db = questdb.connect(address.qwp_conf())
+            db = questdb.connect(address.qwp_conf(**_QWP_PARAMS))
         except (questdb.QuestDBError, ValueError, OSError):
             return "ilp-http"
     with contextlib.suppress(questdb.QuestDBError):

@@ -30,6 +30,7 @@ from engine.errors import SinkError
 from engine.questdb.conf import QuestDBOptions, check_identifier
 from engine.questdb.http import QuestDBHttp
 from engine.questdb.keys import FileStats
+from engine.questdb.protocols import quiet_reconnect_warning
 
 __all__ = [
     "Completion",
@@ -124,13 +125,18 @@ def wait_wal_applied(
 def stored_counts(
     http: QuestDBHttp, table: str, ts_event: tuple[int, int], ts_recv: tuple[int, int]
 ) -> dict[tuple[str, int], int]:
-    """Rows per (symbol, publisher_id) with ts_event and ts_recv inside the given ranges."""
+    """Rows per (symbol, publisher_id) with ts_event and ts_recv inside the given ranges.
+
+    The bounds are epoch integers, which QuestDB reads in the column's own unit: nanoseconds for
+    ``TIMESTAMP_NS`` (questdb.com/docs/cookbook/sql/time-series/epoch-timestamps). The rows are
+    ordered so that paging through ``/exec`` with ``limit`` is deterministic.
+    """
     check_identifier(table)
     e0, e1 = (int(v) for v in ts_event)
     r0, r1 = (int(v) for v in ts_recv)
     sql = (
         f"SELECT symbol, publisher_id, count() AS n FROM {table} "
-        f"WHERE ts_event BETWEEN {e0} AND {e1} AND ts_recv BETWEEN {r0} AND {r1}"
+        f"WHERE ts_event BETWEEN {e0} AND {e1} AND ts_recv BETWEEN {r0} AND {r1} ORDER BY symbol, publisher_id"
     )
     out: dict[tuple[str, int], int] = {}
     for r in http.records(sql):
@@ -193,7 +199,7 @@ def find_completion(http: QuestDBHttp, options: QuestDBOptions, fkey: str, skey:
         raise ValueError(msg)
     rows = http.records(
         f"SELECT ts, symbol, publisher_id, row_count, ts_event_min, ts_event_max, ts_recv_min, ts_recv_max FROM {log} "
-        f"WHERE table_name = '{table}' AND file_key = '{fkey}' AND filter_key = '{skey}'"
+        f"WHERE table_name = '{table}' AND file_key = '{fkey}' AND filter_key = '{skey}' ORDER BY ts, symbol"
     )
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -231,7 +237,10 @@ def write_completion(
     filt = ",".join(sorted(symbols)) if symbols is not None else ""
     conf = options.address.ilp_http_conf(retry_timeout=options.retry_timeout_ms, auto_flush="off")
     try:
-        with questdb.Sender.from_conf(conf) as sender:
+        with quiet_reconnect_warning():
+            sender = questdb.Sender.from_conf(conf)
+            sender.establish()
+        try:
             buf = sender.new_buffer()
             for (sym, pub), n in sorted(stats.counts.items()):
                 buf.row(
@@ -252,6 +261,8 @@ def write_completion(
                 at=now,
             )  # fmt: skip
             sender.flush(buf, transactional=True)
+        finally:
+            sender.close()
     except questdb.QuestDBError as exc:
         msg = f"{p}: rows are loaded but the ingest log could not be written: {exc}"
         raise SinkError(msg) from None

@@ -25,13 +25,15 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 
 from engine.errors import ConfigError, StoreUnavailableError
 from engine.kernels import ACTIONS
+from engine.questdb.conf import ServerAddress
+from engine.questdb.conf import parse_questdb_url as parse_server_address
 from service.stores.base import (
     SYMBOL_PATTERN,
     RangeQuery,
@@ -56,24 +58,22 @@ _INT_COLS = {"instrument_id", "size", "flags", "ts_in_delta"}
 _LONG_COLS = {"order_id", "price_raw", "sequence"}
 
 
-def parse_questdb_url(url: str) -> tuple[str, str, int]:
-    """``http://host:port`` (or ``host:port``, or a client conf ``http::addr=host:port;``) -> (scheme, host, port)."""
-    text = url.strip()
-    m = re.match(r"^(https?)::addr=([^;]+);?", text)
-    if m:
-        text = f"{m[1]}://{m[2]}"
-    if "://" not in text:
-        text = "http://" + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        msg = f"QUESTDB_URL {url!r} is not an HTTP address like http://127.0.0.1:9000"
-        raise ConfigError(msg)
+def _address(url: str) -> ServerAddress:
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 9000)
-    except ValueError:
-        msg = f"QUESTDB_URL {url!r} has a bad port"
+        return parse_server_address(url)
+    except ConfigError as exc:
+        msg = f"QUESTDB_URL {url!r} is not an HTTP address like http://127.0.0.1:9000: {exc}"
         raise ConfigError(msg) from None
-    return parts.scheme, parts.hostname, port
+
+
+def parse_questdb_url(url: str) -> tuple[str, str, int]:
+    """``QUESTDB_URL`` in any form the engine takes -> (scheme, host, port) of the HTTP endpoint.
+
+    ``http://host:port`` (credentials allowed), ``host[:port]``, or a client conf string
+    (``http::addr=host:port;username=...;password=...;``); see :mod:`engine.questdb.conf`.
+    """
+    a = _address(url)
+    return ("https" if a.tls else "http"), a.host, a.port
 
 
 def sql_symbol(symbol: str) -> str:
@@ -121,7 +121,12 @@ class QuestDBStore(Store):
         page_rows: int = 20_000,
         cache_seconds: float = 5.0,
     ) -> None:
-        self.scheme, self.host, self.port = parse_questdb_url(url)
+        address = _address(url)
+        self.scheme, self.host, self.port = ("https" if address.tls else "http"), address.host, address.port
+        self._headers = {"Accept": "application/json"}
+        auth = address.auth_header()
+        if auth:
+            self._headers["Authorization"] = auth
         if not _TABLE.fullmatch(table):
             msg = f"QuestDB table name {table!r} must be letters, digits and _ (not starting with a digit)"
             raise ConfigError(msg)
@@ -167,7 +172,7 @@ class QuestDBStore(Store):
         for attempt in (0, 1):
             conn = self._conn()
             try:
-                conn.request("GET", path, headers={"Accept": "application/json"})
+                conn.request("GET", path, headers=self._headers)
                 resp = conn.getresponse()
                 body = resp.read()
                 status = resp.status
