@@ -44,7 +44,7 @@ bench: setup
 
 # Real-server tests: need a QuestDB 9.x at QUESTDB_URL (default http://localhost:9000).
 test-questdb: setup
-	$(BIN)/python -m pytest -q -m questdb
+	QUESTDB_URL=$${QUESTDB_URL:-http://localhost:9000} $(BIN)/python -m pytest -q -m questdb
 
 lint: setup
 	$(BIN)/ruff check engine service tests bench
