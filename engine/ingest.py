@@ -67,6 +67,8 @@ class IngestSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     skipped_paths: list[str] = field(default_factory=list)
+    unmapped: int = 0
+    """Rows whose instrument_id had no symbol mapping (kept, with the id as the symbol)."""
 
     @property
     def ok(self) -> bool:
@@ -81,6 +83,7 @@ class IngestSummary:
             files=self.files,
             skipped=self.skipped,
             failed=len(self.failed),
+            unmapped=self.unmapped,
             label="ingest",
         )
 
@@ -287,6 +290,7 @@ def ingest_parquet(
             summary.rows += o.rows
             summary.bytes += o.nbytes
             summary.outputs.extend(o.outputs)
+            summary.unmapped += o.unmapped
         else:
             summary.failed.append((o.path, o.message))
     summary.seconds = clock.seconds

@@ -90,6 +90,8 @@ class FileOutcome:
     outputs: list[str] = field(default_factory=list)
     message: str = ""
     """Why it failed (empty on success)."""
+    unmapped: int = 0
+    """Records whose instrument_id had no symbol mapping (their symbol is the id as text)."""
 
 
 @dataclass
@@ -156,6 +158,7 @@ def process_file(
                 raise
         sinks = []
         out.records = state[0].reader.records_read if state else 0
+        out.unmapped = state[0].symbology.unmapped_records if state else 0
         done = [r for r in results if not r.skipped]  # a skipped sink already held the file
         out.rows_by_day = dict(done[0].rows_by_day) if done else {}
         out.outputs = [o for r in done for o in r.outputs]

@@ -161,13 +161,15 @@ def summary_line(
     files: int | None = None,
     skipped: int | None = None,
     failed: int | None = None,
+    unmapped: int = 0,
     label: str = "",
 ) -> str:
     """The closing line of a CLI run, e.g.
 
     ``ingest: 3 files, 20,000,000 rows in 3.52 s (5.68M rows/s, 96.1 MB/s), 1 skipped, 0 failed``
 
-    Parameters are shown only when given; MB/s is ``nbytes`` (input bytes) per second.
+    Parameters are shown only when given; MB/s is ``nbytes`` (input bytes) per second;
+    ``unmapped`` (records without a symbol mapping, kept under their id as text) only when > 0.
     """
     secs = max(seconds, 1e-9)
     parts = []
@@ -182,5 +184,7 @@ def summary_line(
         tail.append(f"{skipped} skipped")
     if failed is not None:
         tail.append(f"{failed} failed")
+    if unmapped:
+        tail.append(f"{unmapped:,} rows with unmapped instrument_id")
     text = "".join(parts) + (", " + ", ".join(tail) if tail else "")
     return f"{label}: {text}" if label else text
