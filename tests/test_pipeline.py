@@ -22,18 +22,15 @@ from engine.columns import MBO_SCHEMA, ColumnBlock
 from engine.errors import SinkError
 from engine.kernels_lake import cut_row_groups, gather_rows, sort_by_symbol_time
 from engine.lake import (
-    PartAssembler,
     SourceEntry,
-    _Reader,
-    _write_struct,
     lake_file_name,
     list_lake,
     parse_lake_name,
-    read_footer,
     read_lake_info,
     remove_stale_temps,
     temp_path,
 )
+from engine.parquet_footer import PartAssembler, _Reader, _write_struct, read_footer
 from engine.pipeline import FileOutcome, ProgressEvent, run_pipeline, slot_views
 from engine.progress import ProgressBoard, format_count, show_progress, summary_line
 from engine.sinks.base import FileSink, SinkResult

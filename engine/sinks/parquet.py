@@ -7,7 +7,7 @@ symbol boundaries (:mod:`engine.kernels_lake`): a busy symbol gets row groups of
 ``symbol`` min equals max, and each stripe covers a short stretch of time, so row-group
 statistics prune by symbol and by time. Parts are encoded in parallel (threads here, or an
 encoder process: :mod:`engine.pipeline`) and appended in order to the day's file by a
-:class:`~engine.lake.PartAssembler`. Memory is one stripe buffer plus a few slots, whatever the
+:class:`~engine.parquet_footer.PartAssembler`. Memory is one stripe buffer plus a few slots, whatever the
 size of the day.
 
 Everything is written under temporary names; :meth:`ParquetSink.close` writes the footers (with
@@ -43,7 +43,6 @@ from engine.lake import (
     META_ROWS,
     META_SOURCE,
     META_SYMBOL,
-    PartAssembler,
     SourceEntry,
     day_text,
     lake_file_name,
@@ -51,6 +50,7 @@ from engine.lake import (
     read_lake_info,
     temp_path,
 )
+from engine.parquet_footer import PartAssembler
 from engine.sinks.base import FileSink, SinkResult
 
 __all__ = [
