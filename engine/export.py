@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from engine.columns import MBO_SCHEMA
 from engine.errors import DatapairError, SinkError
+from engine.inputs import date_arg
 from engine.lake import (
     LAYOUT,
     META_DAY,
@@ -303,14 +304,6 @@ def export_days(
     return summary
 
 
-def _date_arg(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        msg = f"expected a date YYYY-MM-DD, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
 def make_parser() -> argparse.ArgumentParser:
     """The ``datapair-export`` argument parser."""
     p = argparse.ArgumentParser(
@@ -324,9 +317,9 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     days = p.add_mutually_exclusive_group(required=True)
-    days.add_argument("--date", type=_date_arg, help="one day, YYYY-MM-DD")
-    days.add_argument("--start", type=_date_arg, help="first day, YYYY-MM-DD (inclusive; needs --end)")
-    p.add_argument("--end", type=_date_arg, help="day after the last one, YYYY-MM-DD (exclusive)")
+    days.add_argument("--date", type=date_arg, help="one day, YYYY-MM-DD")
+    days.add_argument("--start", type=date_arg, help="first day, YYYY-MM-DD (inclusive; needs --end)")
+    p.add_argument("--end", type=date_arg, help="day after the last one, YYYY-MM-DD (exclusive)")
     p.add_argument("--symbol", help="export one symbol into mbo_SYMBOL_YYYY-MM-DD.parquet")
     p.add_argument("--output", required=True, type=Path, help="the lake directory (created if missing)")
     p.add_argument(

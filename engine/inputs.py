@@ -5,13 +5,15 @@ Shared by every ingest CLI path (the lake and QuestDB) so they select files and 
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import ConfigError
 
-__all__ = ["find_inputs", "parse_symbols", "read_symbol_filter"]
+__all__ = ["date_arg", "find_inputs", "parse_symbols", "read_symbol_filter"]
 
 
 def parse_symbols(text: str) -> set[str]:
@@ -77,3 +79,12 @@ def find_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
                 seen.add(key)
                 out.append(q)
     return out
+
+
+def date_arg(text: str) -> dt.date:
+    """argparse ``type=`` for a ``YYYY-MM-DD`` day (a usage error, exit 2, otherwise)."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        msg = f"expected a date YYYY-MM-DD, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None

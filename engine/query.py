@@ -30,6 +30,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from engine.errors import DatapairError, QueryError
+from engine.inputs import date_arg
 from engine.kernels import NS_PER_DAY
 from engine.lake import LakeFile, list_lake
 from engine.ohlcv import ohlcv, parse_interval, parse_tz
@@ -360,14 +361,6 @@ def format_frame(df: pl.DataFrame, fmt: str = "table") -> str:
     raise QueryError(msg)
 
 
-def _date_arg(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        msg = f"expected a date YYYY-MM-DD, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
 def _limit_arg(text: str) -> int:
     try:
         n = int(text)
@@ -395,10 +388,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", required=True, type=Path, help="the lake directory")
     p.add_argument("--symbol", help="only this symbol (e.g. NVDA; quote names with spaces)")
     days = p.add_mutually_exclusive_group()
-    days.add_argument("--date", type=_date_arg, help="one day, YYYY-MM-DD (UTC date of ts_recv)")
-    days.add_argument("--start", type=_date_arg, help="first day, YYYY-MM-DD (inclusive)")
+    days.add_argument("--date", type=date_arg, help="one day, YYYY-MM-DD (UTC date of ts_recv)")
+    days.add_argument("--start", type=date_arg, help="first day, YYYY-MM-DD (inclusive)")
     p.add_argument(
-        "--end", type=_date_arg, help="day after the last one, YYYY-MM-DD (exclusive); with --start or alone"
+        "--end", type=date_arg, help="day after the last one, YYYY-MM-DD (exclusive); with --start or alone"
     )
     p.add_argument("--sql", help="SQL run on the filtered rows (or on the bars with --ohlcv) as table `df`")
     p.add_argument(

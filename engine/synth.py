@@ -37,6 +37,7 @@ import zstandard
 from engine import synth_kernels as kern
 from engine.dbn import MBO_DTYPE
 from engine.errors import ConfigError, DatapairError
+from engine.inputs import date_arg
 
 __all__ = [
     "DATASET",
@@ -418,14 +419,6 @@ def _symbol_list(text: str) -> list[str]:
     return syms
 
 
-def _date_arg(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        msg = f"not a YYYY-MM-DD date: {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
 def make_parser() -> argparse.ArgumentParser:
     """The ``datapair-synth`` / ``python -m engine.synth`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -447,7 +440,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="records in the day, one R per symbol included (default: %(default)s)")
     add("--symbols", type=_symbol_list, default=list(DEFAULT_SYMBOLS), help="comma-separated raw symbols; "
         f"NVDA (else the first) is the busiest (default: {','.join(DEFAULT_SYMBOLS)})")
-    add("--date", type=_date_arg, default=dt.date.fromisoformat(DEFAULT_DATE),
+    add("--date", type=date_arg, default=dt.date.fromisoformat(DEFAULT_DATE),
         help="trading day YYYY-MM-DD; session 04:00-20:00 New York (default: %(default)s)")
     add("--seed", type=int, default=0, help="non-negative seed: same seed, same bytes (default: 0)")
     add("--level", type=int, default=3, help="zstd compression level (default: 3)")
