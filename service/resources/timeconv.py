@@ -19,10 +19,10 @@ from service.timeparse import parse_datetime, parse_timestamp, to_datetime_field
 __all__ = ["ToDatetimeResource", "ToTimestampResource"]
 
 
-class ToTimestampResource:
-    """Date-time text -> nanoseconds since 1970 UTC."""
+class _TimeResource:
+    """POST a JSON body or GET query parameters named :attr:`names`; :meth:`_answer` converts."""
 
-    names = ("datetime", "tz")
+    names: tuple[str, ...] = ()
 
     def __init__(self, max_body_bytes: int = 65_536) -> None:
         self.max_body_bytes = max_body_bytes
@@ -34,25 +34,25 @@ class ToTimestampResource:
         self._answer(resp, Params.from_query(req, self.names))
 
     def _answer(self, resp: falcon.Response, p: Params) -> None:
+        raise NotImplementedError
+
+
+class ToTimestampResource(_TimeResource):
+    """Date-time text -> nanoseconds since 1970 UTC."""
+
+    names = ("datetime", "tz")
+
+    def _answer(self, resp: falcon.Response, p: Params) -> None:
         tz = p.tz()
         text = p.require("datetime")
         ns = parse_datetime(text, tz)  # type: ignore[arg-type]
         resp.media = to_datetime_fields(ns, tz)
 
 
-class ToDatetimeResource:
+class ToDatetimeResource(_TimeResource):
     """Nanoseconds since 1970 UTC -> date-time text."""
 
     names = ("timestamp_ns", "tz")
-
-    def __init__(self, max_body_bytes: int = 65_536) -> None:
-        self.max_body_bytes = max_body_bytes
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._answer(resp, Params.from_body(req, self.names, self.max_body_bytes))
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._answer(resp, Params.from_query(req, self.names))
 
     def _answer(self, resp: falcon.Response, p: Params) -> None:
         tz = p.tz()
