@@ -74,6 +74,12 @@ _NUMERIC = {
 }  # fmt: skip
 
 
+def _wrap(arr: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """A contiguous NumPy array as an Arrow array of ``typ`` (same width), without a copy."""
+    arr = np.ascontiguousarray(arr)
+    return pa.Array.from_buffers(typ, len(arr), [None, pa.py_buffer(arr)])
+
+
 @dataclass
 class ColumnBlock:
     """A block of MBO records as contiguous NumPy columns.
@@ -105,17 +111,19 @@ class ColumnBlock:
         for f in MBO_SCHEMA:
             name = f.name
             if name == "symbol":
-                cols.append(pa.DictionaryArray.from_arrays(pa.array(a["symbol"]), sym_dict))
+                cols.append(pa.DictionaryArray.from_arrays(_wrap(a["symbol"], pa.int32()), sym_dict))
             elif name == "action":
                 cols.append(
-                    pa.DictionaryArray.from_arrays(pa.array(a["action"].astype(np.int32)), ACTION_DICT)
+                    pa.DictionaryArray.from_arrays(
+                        _wrap(a["action"].astype(np.int32), pa.int32()), ACTION_DICT
+                    )
                 )
             elif name == "side":
-                cols.append(pa.DictionaryArray.from_arrays(pa.array(a["side"].astype(np.int32)), SIDE_DICT))
-            elif name in ("ts_event", "ts_recv"):
-                cols.append(pa.array(a[name].view("datetime64[ns]")).cast(_TS))
+                cols.append(
+                    pa.DictionaryArray.from_arrays(_wrap(a["side"].astype(np.int32), pa.int32()), SIDE_DICT)
+                )
             else:
-                cols.append(pa.array(a[name]))
+                cols.append(_wrap(a[name], f.type))
         return pa.RecordBatch.from_arrays(cols, schema=MBO_SCHEMA)
 
 

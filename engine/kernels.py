@@ -31,6 +31,7 @@ __all__ = [
     "decode_records",
     "keep_codes",
     "map_symbols",
+    "map_symbols_dense",
     "scale_prices",
     "split_days",
     "walk_records",
@@ -186,6 +187,32 @@ def map_symbols(instrument_id, ts_recv, ids, start_days, end_days, codes, out): 
         last_id = iid
         last_day = day
         last_code = code
+    return missing
+
+
+@njit(cache=True, nogil=True)
+def map_symbols_dense(
+    instrument_id, ts_recv, day, lut, ids, start_days, end_days, codes, out
+):  # pragma: no cover - compiled
+    """:func:`map_symbols` with a dense table for one UTC ``day``: ``lut[instrument_id]`` is the code.
+
+    ``lut`` holds the resolution of every id below ``len(lut)`` on ``day`` (-1: unmapped). Records
+    of another day, or with a larger id, take the interval search. Returns the number unmapped.
+    """
+    n = len(instrument_id)
+    m = len(lut)
+    missing = 0
+    for i in range(n):
+        iid = np.int64(np.uint32(instrument_id[i]))
+        if iid < m and ts_recv[i] // NS_PER_DAY == day:
+            code = lut[iid]
+            out[i] = code
+            if code < 0:
+                missing += 1
+        else:
+            missing += map_symbols(
+                instrument_id[i : i + 1], ts_recv[i : i + 1], ids, start_days, end_days, codes, out[i : i + 1]
+            )
     return missing
 
 

@@ -16,13 +16,15 @@ from collections.abc import Iterable
 import numpy as np
 
 from engine.dbn import UNDEF_TIMESTAMP, Metadata, SymbolMappingRecord
-from engine.kernels import NS_PER_DAY, map_symbols
+from engine.kernels import NS_PER_DAY, map_symbols_dense
 
 __all__ = ["Symbology"]
 
 _EPOCH = dt.date(1970, 1, 1)
 _MIN_DAY = -(2**62)
 _MAX_DAY = 2**62
+DENSE_MAX_ID = 1 << 22
+"""Ids up to this get a dense per-day lookup table (16 MiB at most); larger ids use the search."""
 
 
 class Symbology:
@@ -37,6 +39,7 @@ class Symbology:
         self._code_of: dict[str, int] = {}
         self._rows: list[tuple[int, int, int, int]] = []  # (instrument_id, start_day, end_day, code)
         self._tables: tuple[np.ndarray, ...] | None = None
+        self._lut: tuple[int, np.ndarray] | None = None  # (day, code by instrument_id on that day)
         self.unmapped_records = 0
         self.unmapped_ids: set[int] = set()
 
@@ -59,6 +62,7 @@ class Symbology:
         """Map ``instrument_id`` to ``symbol`` on UTC days ``[start_day, end_day)`` (days since 1970)."""
         self._rows.append((instrument_id, start_day, end_day, self.code(symbol)))
         self._tables = None
+        self._lut = None
 
     def add_mapping_records(self, records: Iterable[SymbolMappingRecord]) -> None:
         """Take SymbolMappingMsg records from a live stream (databento's rules for their dates)."""
@@ -88,6 +92,18 @@ class Symbology:
             )
         return self._tables
 
+    def _dense(self, day: int) -> np.ndarray:
+        """Codes by instrument_id on ``day`` (-1 where unmapped), ids up to :data:`DENSE_MAX_ID`."""
+        if self._lut is None or self._lut[0] != day:
+            ids, starts, ends, codes = self._table()
+            live = (starts <= day) & (day < ends) & (ids <= DENSE_MAX_ID)
+            lut = np.full(int(ids[live].max()) + 1 if live.any() else 0, -1, dtype=np.int32)
+            # intervals are sorted by (id, start): the first one holding the day wins, as in map_symbols
+            first = np.unique(ids[live], return_index=True)[1]
+            lut[ids[live][first]] = codes[live][first]
+            self._lut = (day, lut)
+        return self._lut[1]
+
     def resolve(
         self, instrument_id: np.ndarray, ts_recv: np.ndarray, out: np.ndarray | None = None
     ) -> np.ndarray:
@@ -95,7 +111,10 @@ class Symbology:
         if out is None:
             out = np.empty(len(instrument_id), dtype=np.int32)
         ids, starts, ends, codes = self._table()
-        missing = map_symbols(instrument_id, ts_recv, ids, starts, ends, codes, out)
+        day = int(ts_recv[0] // NS_PER_DAY) if len(ts_recv) else 0
+        missing = map_symbols_dense(
+            instrument_id, ts_recv, day, self._dense(day), ids, starts, ends, codes, out
+        )
         if missing:
             holes = out < 0
             unknown = np.unique(instrument_id[holes].astype(np.uint32))

@@ -18,6 +18,7 @@ from engine.kernels import (
     decode_records,
     keep_codes,
     map_symbols,
+    map_symbols_dense,
     scale_prices,
     split_days,
     walk_records,
@@ -116,6 +117,15 @@ def test_map_symbols_matches_reference(seed: int, n: int, m: int) -> None:
             want[i] = codes[hits[0]]
     np.testing.assert_array_equal(out, want)
     assert missing == int((want < 0).sum())
+    # the dense variant: a table for one day (some ids beyond it) gives the same answers
+    day = 19_004
+    lut = np.full(15, -1, np.int32)
+    for j in range(m - 1, -1, -1):  # the first interval holding the day wins
+        if ids[j] < 15 and starts[j] <= day < ends[j]:
+            lut[ids[j]] = codes[j]
+    dense = np.empty(n, np.int32)
+    assert map_symbols_dense(iid, ts, day, lut, ids, starts, ends, codes, dense) == missing
+    np.testing.assert_array_equal(dense, want)
 
 
 @FAST
