@@ -33,6 +33,7 @@ from service.stores.base import RangeQuery, Store, output_schema
 from service.stores.lake import LakeStore
 from service.stores.questdb import QuestDBStore, parse_questdb_url
 from service.testing import lake_table, make_lake
+from tests.tables import plain
 
 NS = 1_000_000_000
 SYMBOLS = ("NVDA", "AAPL", "MSFT")
@@ -68,19 +69,6 @@ def _scan(store: Store, q: RangeQuery, cols: tuple[str, ...] | None = None) -> p
     return pa.Table.from_batches(list(store.scan(q, cols)), schema=output_schema(cols))
 
 
-def _plain(t: pa.Table) -> dict[str, list]:
-    out = {}
-    for name in t.column_names:
-        col = t.column(name)
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(pa.string())
-        elif pa.types.is_timestamp(col.type):
-            col = col.cast(pa.int64())
-        vals = col.to_pylist()
-        out[name] = [None if v != v else v for v in vals] if name == "price" else vals
-    return out
-
-
 @pytest.mark.questdb
 def test_store_answers_are_identical(stores: tuple[LakeStore, QuestDBStore]) -> None:
     lake, qdb = stores
@@ -99,12 +87,12 @@ def test_store_answers_are_identical(stores: tuple[LakeStore, QuestDBStore]) -> 
             q = RangeQuery(s, start, end)
             a, b = _scan(lake, q), _scan(qdb, q)
             assert a.num_rows == b.num_rows
-            assert _plain(a) == _plain(b), (s, start, end)
+            assert plain(a) == plain(b), (s, start, end)
             assert qdb.count(q) == lake.count(q) == a.num_rows
         trades = RangeQuery(s, r.start, r.end, actions=("T", "F"))
         cols = ("ts_event", "price_raw", "price", "size", "side")
         a, b = _scan(lake, trades, cols), _scan(qdb, trades, cols)
-        assert a.num_rows > 0 and _plain(a) == _plain(b)
+        assert a.num_rows > 0 and plain(a) == plain(b)
     assert qdb.time_range("ZZZZ") is None and lake.time_range("ZZZZ") is None
 
 
@@ -159,7 +147,7 @@ def test_http_answers_are_identical(stores: tuple[LakeStore, QuestDBStore]) -> N
     assert ra.status_code == rb.status_code == 200
     ta, tb = (pa.ipc.open_stream(r.content).read_all() for r in (ra, rb))
     assert ta.num_rows == tb.num_rows == 3000 and ta.column_names == tb.column_names
-    assert _plain(ta) == _plain(tb)  # the values (dictionaries may list symbols in another order)
+    assert plain(ta) == plain(tb)  # the values (dictionaries may list symbols in another order)
     assert (ra.headers.get("x-has-more"), ra.headers.get("x-next-offset")) == (
         rb.headers.get("x-has-more"), rb.headers.get("x-next-offset"),
     )  # fmt: skip
