@@ -38,7 +38,7 @@ def child(path_name: str, file: Path) -> dict:
                 rows += len(chunk)
         rows //= 56
     elif path_name in ("ours_columns", "ours_arrow"):
-        from engine.columns import iter_column_blocks
+        from engine.dbn.columns import iter_column_blocks
 
         # compile outside the timed region (cache=True makes this a load from disk)
         for _ in iter_column_blocks(file, 1 << 20):

@@ -1,4 +1,4 @@
-"""Ingest one generated day into Parquet: ours (``engine.ingest.ingest_parquet``) vs databento's
+"""Ingest one generated day into Parquet: ours (``engine.lake.ingest.ingest_parquet``) vs databento's
 ``DBNStore.to_parquet()``, on the same file.
 
 Each path runs in a fresh interpreter; its whole process tree (our file workers and encoder
@@ -120,7 +120,7 @@ def child(which: str, src: str, out: str, jobs: int | None) -> None:
             pass
 
     if which == "ours":
-        from engine.ingest import ingest_parquet
+        from engine.lake.ingest import ingest_parquet
 
         warm = generated_day(100_000)  # compiled kernels loaded, code paths warm
         ingest_parquet([warm], out, force=True, jobs=jobs, quiet=True)

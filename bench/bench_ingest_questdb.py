@@ -3,7 +3,7 @@
 Paths, each in a fresh process (its own peak RSS), on the same generated day, each into a fresh
 table (dropped afterwards unless ``--keep``):
 
-- ``qwp``: :func:`engine.sinks.questdb.ingest_questdb` over QWP/WebSocket (when the server offers it);
+- ``qwp``: :func:`engine.questdb.ingest.ingest_questdb` over QWP/WebSocket (when the server offers it);
 - ``ilp-http``: the same over ILP/HTTP (``QDB_FLUSH_ROWS`` / ``QDB_BATCH_BYTES`` batches);
 - ``ilp-tcp``: the same over ILP/TCP (when the port answers);
 - baseline: databento ``DBNStore.to_df()`` in chunks + ``questdb.Sender.dataframe`` over ILP/HTTP
@@ -64,7 +64,7 @@ def _count(http, table: str) -> int:
 
 def child_ours(protocol: str, path: str, table: str) -> dict:
     from engine.questdb.conf import QuestDBOptions
-    from engine.sinks.questdb import ingest_questdb
+    from engine.questdb.ingest import ingest_questdb
 
     opts = QuestDBOptions.from_env(protocol=protocol, table=table, log_table=f"{table}_log", force=True)
     t0 = time.perf_counter()

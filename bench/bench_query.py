@@ -2,8 +2,8 @@
 
 Paths, each in a fresh process (its own peak RSS), on the same generated day:
 
-- datapair: :func:`engine.query.scan_lake` (footer pruning + Polars lazy scan) on the lake
-  written by :func:`engine.ingest.ingest_parquet`, then :func:`engine.ohlcv.ohlcv` or Polars SQL;
+- datapair: :func:`engine.lake.scan.scan_lake` (footer pruning + Polars lazy scan) on the lake
+  written by :func:`engine.lake.ingest.ingest_parquet`, then :func:`engine.lake.ohlcv.ohlcv` or Polars SQL;
 - DuckDB on the same Parquet file (``read_parquet``), the same filters and aggregates;
 - databento ``DBNStore.to_df()`` of the DBN file + pandas (``resample`` / ``groupby``): no lake.
 
@@ -53,7 +53,7 @@ LABELS = {
 
 def lake_for(day: Path) -> Path:
     """The lake of ``day`` (written once, reused)."""
-    from engine.ingest import ingest_parquet
+    from engine.lake.ingest import ingest_parquet
 
     out = CACHE / f"lake-{day.name.removesuffix('.dbn.zst')}"
     if not (out / f"mbo_{DATE}.parquet").exists():
@@ -80,8 +80,9 @@ def child(path: str, day: Path, lake: Path, symbol: str, trials: int) -> dict:
     day_file = str(lake / f"mbo_{DATE}.parquet")
     out: dict[str, dict] = {}
     if path == "ours":
-        from engine.ohlcv import ohlcv
-        from engine.query import run_query, scan_lake
+        from engine.lake.ohlcv import ohlcv
+        from engine.lake.query import run_query
+        from engine.lake.scan import scan_lake
 
         bars, secs = _median(
             lambda: ohlcv(scan_lake(lake, symbol=symbol, start=DATE, end=NEXT), "1m").collect(), trials

@@ -70,8 +70,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def prepare(args: argparse.Namespace) -> Path:
-    from engine.ingest import ingest_parquet
-    from engine.synth import write_day
+    from engine.lake.ingest import ingest_parquet
+    from engine.synth.day import write_day
 
     d = Path(args.dir) / f"{args.records}"
     d.mkdir(parents=True, exist_ok=True)

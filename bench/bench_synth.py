@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.synth import DEFAULT_SYMBOLS, write_day
+from engine.synth.day import DEFAULT_SYMBOLS, write_day
 
 RECORD_BYTES = 56
 TARGET = 1.5e6

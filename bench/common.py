@@ -18,7 +18,7 @@ CACHE = Path(os.environ.get("DATAPAIR_BENCH_DIR", "/tmp/datapair-bench"))
 def generated_day(records: int, seed: int = 7, date: str = "2025-10-22") -> Path:
     """A generated XNAS.ITCH day, written once and reused across runs."""
     sys.path.insert(0, str(ROOT))
-    from engine.synth import DEFAULT_SYMBOLS, write_day
+    from engine.synth.day import DEFAULT_SYMBOLS, write_day
 
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"XNAS.ITCH-{date}-{records}-{seed}.dbn.zst"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from engine.dbn import UNDEF_PRICE
+from engine.dbn.metadata import UNDEF_PRICE
 from engine.errors import QueryError
 from service.stores.base import ints
 

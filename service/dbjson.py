@@ -148,7 +148,7 @@ def _chars(col: pa.Array) -> np.ndarray:
 
 
 def mbo_json_arrays(batch: pa.RecordBatch) -> tuple[np.ndarray, ...]:
-    """The kernel's 13 input arrays from a batch of :data:`engine.columns.MBO_SCHEMA` columns.
+    """The kernel's 13 input arrays from a batch of :data:`engine.dbn.columns.MBO_SCHEMA` columns.
 
     Signed storage types are reinterpreted as the DBN field's unsigned type (e.g. ``order_id``
     int64 bits -> uint64), so values above 2**63 encode as databento writes them.

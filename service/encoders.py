@@ -29,7 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from engine.columns import MBO_SCHEMA
+from engine.dbn.columns import MBO_SCHEMA
 from engine.errors import QueryError
 from service.dbjson import MAX_RECORD_BYTES, write_mbo_json
 from service.errors import NotAcceptableError

@@ -8,43 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _shared_dbn() -> Path | None:
-    candidates = [
-        os.environ.get("DATAPAIR_SHARED_DATA", ""),
-        ROOT.parent / "shared/data/dbn",
-        "/work/shared/data/dbn",
-    ]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c)
-    return None
-
-
-SHARED_DBN = _shared_dbn()
-
-MBO_SAMPLES = (
-    "databento-dbn/test_data.mbo.dbn",
-    "databento-dbn/test_data.mbo.v1.dbn.zst",
-    "databento-dbn/test_data.mbo.v2.dbn.zst",
-    "databento-dbn/test_data.mbo.v3.dbn",
-    "databento-dbn/test_data.mbo.v3.dbn.zst",
-    "databento-python/GLBX.MDP3/test_data.mbo.dbn.zst",
-    "databento-python/IFEU.IMPACT/test_data.mbo.dbn.zst",
-    "databento-python/NDEX.IMPACT/test_data.mbo.dbn.zst",
-    "databento-python/XNAS.ITCH/test_data.mbo.dbn.zst",
-    "databento-python/LIVE/test_data.live.dbn.zst",
-)
-"""Every sample holding MBO records (the LIVE one mixes them with other record types)."""
-
-
-def sample_path(name: str) -> Path:
-    """A sample file from ../shared/data/dbn (tests skip when the shared folder is absent)."""
-    if SHARED_DBN is None:
-        pytest.skip("../shared/data/dbn not found (set DATAPAIR_SHARED_DATA)")
-    return SHARED_DBN / name
+from tests.support.samples import MBO_SAMPLES, sample_path
 
 
 @pytest.fixture(params=MBO_SAMPLES, ids=lambda s: s.split("/", 1)[1])
@@ -55,7 +19,7 @@ def mbo_sample(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def make_day(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """Factory: a generated DBN v3 XNAS.ITCH MBO day (cached per arguments for the session)."""
-    from engine.synth import write_day
+    from engine.synth.day import write_day
 
     cache: dict[tuple, Path] = {}
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from engine.columns import ColumnBlock
-from engine.kernels import NS_PER_DAY
+from engine.dbn.columns import ColumnBlock
+from engine.dbn.kernels import NS_PER_DAY
 
 __all__ = ["DaySequencer", "FileStats", "number_in_groups", "number_in_groups_reference"]
 

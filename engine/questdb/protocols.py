@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import questdb
 
-from engine.columns import ACTIONS, SIDES, ColumnBlock
+from engine.dbn.columns import ACTIONS, SIDES, ColumnBlock
 from engine.errors import SinkError
 from engine.questdb.conf import QuestDBOptions, ServerAddress
 from engine.questdb.http import Backoff, retry

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from engine.columns import MBO_SCHEMA
+from engine.dbn.columns import MBO_SCHEMA
 from engine.errors import QueryError
 from service.bars import RESOLUTIONS, bars_from_trades, pick_resolution
 from service.encoders import ARROW_STREAM

@@ -2,7 +2,7 @@
 
 A store answers a handful of questions about the ``mbo_ticks`` rows of one symbol: which symbols
 exist, the time range of one, how many rows a range holds, and the rows themselves as a stream
-of Arrow record batches of :data:`engine.columns.MBO_SCHEMA` (or a subset of its columns), in
+of Arrow record batches of :data:`engine.dbn.columns.MBO_SCHEMA` (or a subset of its columns), in
 one total order: ``(ts_event, ts_recv, sequence)``, rows equal on all three in storage order.
 Paging uses a :class:`Cursor` on that order, so a page boundary inside a run of equal
 timestamps is still exact. Resources never know which store they talk to.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from engine.columns import MBO_SCHEMA
+from engine.dbn.columns import MBO_SCHEMA
 from engine.errors import QueryError
 
 __all__ = [

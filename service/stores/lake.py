@@ -1,6 +1,6 @@
 """The Parquet-lake store: reads only the files and row groups a request needs.
 
-Files are found with :func:`engine.lake.list_lake` (``mbo_YYYY-MM-DD.parquet`` and per-symbol
+Files are found with :func:`engine.lake.layout.list_lake` (``mbo_YYYY-MM-DD.parquet`` and per-symbol
 ``mbo_SYMBOL_YYYY-MM-DD.parquet``; for a symbol and day its own file is preferred). Row groups
 are chosen by their footer statistics of ``symbol`` and ``ts_event``, never by the file's day, so
 a ``ts_event`` range that crosses days (or a day file's snapshot rows stamped days earlier) is
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.errors import StoreUnavailableError
-from engine.lake import list_lake
+from engine.lake.layout import list_lake
 from service.stores.base import (
     RangeQuery,
     Store,

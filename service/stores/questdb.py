@@ -30,8 +30,8 @@ from urllib.parse import quote
 import numpy as np
 import pyarrow as pa
 
+from engine.dbn.kernels import ACTIONS
 from engine.errors import ConfigError, StoreUnavailableError
-from engine.kernels import ACTIONS
 from engine.questdb.conf import ServerAddress
 from engine.questdb.conf import parse_questdb_url as parse_server_address
 from service.stores.base import (

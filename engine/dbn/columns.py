@@ -1,0 +1,213 @@
+"""The canonical ``mbo_ticks`` columns, and record blocks -> columns (NumPy and Arrow).
+
+The schema is the one table of ../shared/DESIGN.md section 3, shared by the Parquet lake, the
+QuestDB table and the service. Conversion is one Numba pass over each block
+(:func:`engine.dbn.kernels.decode_records`); Arrow arrays wrap the NumPy buffers without copying.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from engine.dbn.kernels import (
+    ACTION_CODES,
+    ACTIONS,
+    NS_PER_DAY,
+    SIDE_CODES,
+    SIDES,
+    decode_records,
+    keep_codes,
+    scale_prices,
+    split_days,
+)
+from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
+from engine.dbn.reader import DBNReader
+from engine.dbn.symbology import Symbology
+from engine.errors import DecodeError
+
+__all__ = [
+    "ACTION_DICT",
+    "COLUMNS",
+    "MBO_SCHEMA",
+    "SIDE_DICT",
+    "ColumnBlock",
+    "FileColumns",
+    "iter_column_blocks",
+]
+
+_TS = pa.timestamp("ns", tz="UTC")
+_DICT = pa.dictionary(pa.int32(), pa.string())
+
+MBO_SCHEMA = pa.schema(
+    [
+        pa.field("ts_event", _TS, nullable=False),
+        pa.field("symbol", _DICT, nullable=False),
+        pa.field("instrument_id", pa.int32(), nullable=False),
+        pa.field("publisher_id", pa.int16(), nullable=False),
+        pa.field("order_id", pa.int64(), nullable=False),
+        pa.field("price_raw", pa.int64(), nullable=False),
+        pa.field("price", pa.float64(), nullable=False),
+        pa.field("size", pa.int32(), nullable=False),
+        pa.field("flags", pa.int16(), nullable=False),
+        pa.field("channel_id", pa.int16(), nullable=False),
+        pa.field("action", _DICT, nullable=False),
+        pa.field("side", _DICT, nullable=False),
+        pa.field("ts_recv", _TS, nullable=False),
+        pa.field("ts_in_delta", pa.int32(), nullable=False),
+        pa.field("sequence", pa.int64(), nullable=False),
+    ]
+)
+"""Arrow schema of the lake files and of every batch the engine produces."""
+
+COLUMNS = tuple(MBO_SCHEMA.names)
+ACTION_DICT = pa.array(ACTIONS, pa.string())
+SIDE_DICT = pa.array(SIDES, pa.string())
+
+_NUMERIC = {
+    "instrument_id": np.int32, "publisher_id": np.int16, "ts_event": np.int64, "order_id": np.int64,
+    "price_raw": np.int64, "size": np.int32, "flags": np.int16, "channel_id": np.int16,
+    "action": np.int8, "side": np.int8, "ts_recv": np.int64, "ts_in_delta": np.int32, "sequence": np.int64,
+}  # fmt: skip
+
+
+def _wrap(arr: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """A contiguous NumPy array as an Arrow array of ``typ`` (same width), without a copy."""
+    arr = np.ascontiguousarray(arr)
+    return pa.Array.from_buffers(typ, len(arr), [None, pa.py_buffer(arr)])
+
+
+@dataclass
+class ColumnBlock:
+    """A block of MBO records as contiguous NumPy columns.
+
+    ``symbol``, ``action`` and ``side`` hold dictionary codes into ``symbols``, :data:`ACTIONS`
+    and :data:`SIDES`. Every array has the same length.
+    """
+
+    arrays: dict[str, np.ndarray]
+    symbols: list[str]
+
+    def __len__(self) -> int:
+        return len(self.arrays["ts_event"])
+
+    def take(self, index: np.ndarray | slice) -> ColumnBlock:
+        """Rows by mask, index array or slice (slices stay views)."""
+        return ColumnBlock({k: v[index] for k, v in self.arrays.items()}, self.symbols)
+
+    @property
+    def day(self) -> int:
+        """UTC day (days since 1970) of the first record's ts_recv."""
+        return int(self.arrays["ts_recv"][0] // NS_PER_DAY)
+
+    def to_arrow(self, symbols: pa.Array | None = None) -> pa.RecordBatch:
+        """A RecordBatch of :data:`MBO_SCHEMA`, zero copy over the NumPy columns."""
+        a = self.arrays
+        sym_dict = symbols if symbols is not None else pa.array(self.symbols, pa.string())
+        cols = []
+        for f in MBO_SCHEMA:
+            name = f.name
+            if name == "symbol":
+                cols.append(pa.DictionaryArray.from_arrays(_wrap(a["symbol"], pa.int32()), sym_dict))
+            elif name == "action":
+                cols.append(
+                    pa.DictionaryArray.from_arrays(
+                        _wrap(a["action"].astype(np.int32), pa.int32()), ACTION_DICT
+                    )
+                )
+            elif name == "side":
+                cols.append(
+                    pa.DictionaryArray.from_arrays(_wrap(a["side"].astype(np.int32), pa.int32()), SIDE_DICT)
+                )
+            else:
+                cols.append(_wrap(a[name], f.type))
+        return pa.RecordBatch.from_arrays(cols, schema=MBO_SCHEMA)
+
+
+def convert_block(records: np.ndarray, symbology: Symbology, path: object = "<stream>") -> ColumnBlock:
+    """Structured MBO records -> a :class:`ColumnBlock` (one Numba pass, then price and symbols)."""
+    n = len(records)
+    words = (
+        records.view(np.uint64).reshape(n, records.dtype.itemsize // 8) if n else np.empty((0, 7), np.uint64)
+    )
+    arrays = {name: np.empty(n, dtype=dt) for name, dt in _NUMERIC.items()}
+    bad = decode_records(
+        words, ACTION_CODES, SIDE_CODES,
+        arrays["instrument_id"], arrays["publisher_id"], arrays["ts_event"], arrays["order_id"],
+        arrays["price_raw"], arrays["size"], arrays["flags"], arrays["channel_id"],
+        arrays["action"], arrays["side"], arrays["ts_recv"], arrays["ts_in_delta"], arrays["sequence"],
+    )  # fmt: skip
+    if bad >= 0:
+        rec = records[bad]
+        msg = f"unknown action {rec['action']!r} or side {rec['side']!r} in MBO record {bad} of the block"
+        raise DecodeError(path, None, msg)
+    price = np.empty(n, dtype=np.float64)
+    scale_prices(arrays["price_raw"], price)
+    arrays["price"] = price
+    arrays["symbol"] = symbology.resolve(arrays["instrument_id"], arrays["ts_recv"])
+    return ColumnBlock(arrays, symbology.symbols)
+
+
+@dataclass
+class FileColumns:
+    """What :func:`iter_column_blocks` read: reader and symbology, for summaries."""
+
+    reader: DBNReader
+    symbology: Symbology
+
+
+def iter_column_blocks(
+    path: str | os.PathLike[str],
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    symbols: set[str] | None = None,
+    state: list[FileColumns] | None = None,
+) -> Iterator[ColumnBlock]:
+    """Stream a DBN file as column blocks, each within one UTC day of ts_recv.
+
+    Parameters
+    ----------
+    path : path-like
+        The DBN file.
+    block_bytes : int
+        Decompressed bytes per block.
+    symbols : set of str, optional
+        Keep only these symbols.
+    state : list, optional
+        If given, a :class:`FileColumns` is appended to it (reader and symbology), so callers
+        can read counts after the iterator ends.
+    """
+    with DBNReader(path, block_bytes) as reader:
+        symbology = Symbology.from_metadata(reader.metadata)
+        if state is not None:
+            state.append(FileColumns(reader, symbology))
+        seen_mappings = 0
+        bounds = np.empty(64, dtype=np.int64)
+        for records in reader:
+            if len(reader.symbol_mappings) > seen_mappings:
+                symbology.add_mapping_records(reader.symbol_mappings[seen_mappings:])
+                seen_mappings = len(reader.symbol_mappings)
+            block = convert_block(records, symbology, reader.path)
+            if symbols is not None:
+                wanted = np.zeros(len(symbology.symbols), dtype=np.bool_)
+                for s in symbols:
+                    if s in symbology._code_of:
+                        wanted[symbology._code_of[s]] = True
+                mask = np.empty(len(block), dtype=np.bool_)
+                kept = keep_codes(block.arrays["symbol"], wanted, mask)
+                if kept == 0:
+                    continue
+                if kept < len(block):
+                    block = block.take(mask)
+            ts = block.arrays["ts_recv"]
+            if len(bounds) < len(ts) + 2:
+                bounds = np.empty(len(ts) + 2, dtype=np.int64)
+            k = split_days(ts, bounds)
+            if k == 2:
+                yield block
+            else:
+                for j in range(k - 1):
+                    yield block.take(slice(int(bounds[j]), int(bounds[j + 1])))

@@ -1,0 +1,293 @@
+"""Encoding sorted stripes into standalone Parquet parts: options, stripe buffers, encoders.
+
+A stripe (columns as NumPy arrays in a slot buffer) becomes one Parquet *part* whose row groups
+are cut at symbol boundaries. Encoders own the slots and encode on threads of this process
+(:class:`ThreadEncoder`) or in the pipeline's helper process (:func:`offload_spec`).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.dbn.columns import ACTION_DICT, COLUMNS, MBO_SCHEMA, SIDE_DICT
+from engine.lake.kernels import cut_row_groups
+from engine.pipeline.offload import OffloadSpec
+
+__all__ = [
+    "ROW_BYTES",
+    "ROW_DTYPES",
+    "ParquetOptions",
+    "StripeEncoder",
+    "StripeJob",
+    "ThreadEncoder",
+    "encode_job",
+    "encode_stripe",
+    "offload_spec",
+    "set_worker_encoder",
+    "stripe_buffers",
+    "to_batch",
+    "worker_encoder",
+]
+
+_TS = pa.timestamp("ns", tz="UTC")
+ROW_DTYPES: dict[str, np.dtype] = {
+    "ts_event": np.dtype(np.int64), "symbol": np.dtype(np.int32), "instrument_id": np.dtype(np.int32),
+    "publisher_id": np.dtype(np.int16), "order_id": np.dtype(np.int64), "price_raw": np.dtype(np.int64),
+    "price": np.dtype(np.float64), "size": np.dtype(np.int32), "flags": np.dtype(np.int16),
+    "channel_id": np.dtype(np.int16), "action": np.dtype(np.int8), "side": np.dtype(np.int8),
+    "ts_recv": np.dtype(np.int64), "ts_in_delta": np.dtype(np.int32), "sequence": np.dtype(np.int64),
+}  # fmt: skip
+"""NumPy dtype of each column in a stripe buffer (``symbol``/``action``/``side`` are codes)."""
+ROW_BYTES = sum(dt.itemsize for dt in ROW_DTYPES.values())
+
+
+@dataclass(frozen=True)
+class ParquetOptions:
+    """How lake files are encoded and laid out (picklable: it travels to worker processes).
+
+    Parameters
+    ----------
+    stripe_rows : int
+        Rows buffered, then sorted by (symbol, ts_event) and encoded together as one part.
+    row_group_rows : int
+        Target rows per row group: smaller symbols are packed together up to this size.
+    max_row_group_rows : int
+        Largest row group; a busy symbol's run is split evenly into groups up to this size.
+    compression, compression_level : str, int
+        Parquet codec (zstd) and its level.
+    data_page_size : int
+        Target bytes per data page.
+    dictionary_columns : tuple of str
+        Columns with dictionary encoding (few distinct values per row group, prices included:
+        a row group is mostly one symbol); the others are plain ...
+    delta_columns : tuple of str
+        ... except these, DELTA_BINARY_PACKED (timestamps, sequence, order ids: small steps).
+        Both encodings are read by every Parquet reader (DuckDB 1.x included); measured on a
+        generated day they encode ~1.4x faster than pyarrow's defaults, and smaller.
+    statistics_columns : tuple of str
+        Columns with min/max statistics in every row group (what readers filter on).
+    encode_threads : int
+        Threads of a :class:`ThreadEncoder` (and of an encoder process). One is enough beside a
+        decoding process on two cores (decoding and encoding cost about the same) and keeps the
+        process tree under 512 MiB; more threads help with more cores.
+    slots : int
+        Stripe slots of an encoder: stripes being encoded or waiting (``encode_threads + 1``
+        keeps the encoder busy while the next stripe is sorted).
+    """
+
+    stripe_rows: int = 512 * 1024
+    row_group_rows: int = 64 * 1024
+    max_row_group_rows: int = 128 * 1024
+    compression: str = "zstd"
+    compression_level: int = 1
+    data_page_size: int = 1 << 20
+    dictionary_columns: tuple[str, ...] = (
+        "symbol", "action", "side", "publisher_id", "channel_id", "flags", "price_raw", "price", "size",
+        "ts_in_delta",
+    )  # fmt: skip
+    delta_columns: tuple[str, ...] = ("ts_event", "ts_recv", "sequence", "order_id")
+    statistics_columns: tuple[str, ...] = (
+        "ts_event",
+        "symbol",
+        "instrument_id",
+        "order_id",
+        "ts_recv",
+        "sequence",
+    )
+    encode_threads: int = 1
+    slots: int = 2
+
+    def writer_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`pyarrow.parquet.ParquetWriter`."""
+        return {
+            "compression": self.compression,
+            "compression_level": self.compression_level,
+            "use_dictionary": list(self.dictionary_columns),
+            "column_encoding": {c: "DELTA_BINARY_PACKED" for c in self.delta_columns} or None,
+            "write_statistics": list(self.statistics_columns),
+            "data_page_size": self.data_page_size,
+            "sorting_columns": [
+                pq.SortingColumn(COLUMNS.index("symbol")),
+                pq.SortingColumn(COLUMNS.index("ts_event")),
+            ],
+        }
+
+
+def stripe_buffers(capacity: int) -> dict[str, np.ndarray]:
+    """Empty stripe columns for ``capacity`` rows."""
+    return {name: np.empty(capacity, dtype=dt) for name, dt in ROW_DTYPES.items()}
+
+
+def _prim(arr: np.ndarray, typ: pa.DataType) -> pa.Array:
+    return pa.Array.from_buffers(typ, len(arr), [None, pa.py_buffer(np.ascontiguousarray(arr))])
+
+
+def to_batch(
+    arrays: dict[str, np.ndarray], lo: int, hi: int, sym_codes: np.ndarray, sym_dict: pa.Array
+) -> pa.RecordBatch:
+    """Rows ``[lo, hi)`` of stripe columns as a :data:`MBO_SCHEMA` batch (zero copy but for codes).
+
+    ``sym_codes`` are the symbol codes of these rows into ``sym_dict``.
+    """
+    cols = []
+    for f in MBO_SCHEMA:
+        name = f.name
+        if name == "symbol":
+            cols.append(pa.DictionaryArray.from_arrays(_prim(sym_codes, pa.int32()), sym_dict))
+        elif name in ("action", "side"):
+            codes = _prim(arrays[name][lo:hi].astype(np.int32), pa.int32())
+            cols.append(pa.DictionaryArray.from_arrays(codes, ACTION_DICT if name == "action" else SIDE_DICT))
+        else:
+            cols.append(_prim(arrays[name][lo:hi], _TS if name in ("ts_event", "ts_recv") else f.type))
+    return pa.RecordBatch.from_arrays(cols, schema=MBO_SCHEMA)
+
+
+@dataclass
+class StripeJob:
+    """A sorted stripe to encode as a part (picklable; the columns travel in a slot).
+
+    ``run_starts`` are the starts of the symbol runs followed by ``rows``; ``names`` the symbol
+    of each run (the stripe's ``symbol`` column holds run indexes); ``part`` the file to write.
+    """
+
+    seq: int
+    day: str
+    rows: int
+    run_starts: np.ndarray
+    names: list[str]
+    part: str
+    options: ParquetOptions | None = None
+    """The sink's options (row groups, encodings); None: the encoder's own."""
+
+
+def encode_stripe(arrays: dict[str, np.ndarray], job: StripeJob, options: ParquetOptions) -> int:
+    """Write a sorted stripe as a standalone Parquet part, row groups cut at symbol runs.
+
+    Returns the number of row groups written.
+    """
+    starts = job.run_starts
+    runs = len(starts) - 1
+    bounds = np.empty(runs + job.rows // max(options.max_row_group_rows, 1) + 2, dtype=np.int64)
+    k = cut_row_groups(starts, runs, options.row_group_rows, options.max_row_group_rows, bounds)
+    j0 = 0
+    with pq.ParquetWriter(job.part, MBO_SCHEMA, **options.writer_kwargs()) as w:
+        for g in range(k - 1):
+            lo, hi = int(bounds[g]), int(bounds[g + 1])
+            while starts[j0 + 1] <= lo:
+                j0 += 1
+            j1 = j0
+            while starts[j1] < hi:
+                j1 += 1
+            codes = arrays["symbol"][lo:hi] - np.int32(j0)
+            batch = to_batch(arrays, lo, hi, codes, pa.array(job.names[j0:j1], pa.string()))
+            w.write_batch(batch, row_group_size=hi - lo)
+    return k - 1
+
+
+class StripeEncoder(Protocol):
+    """Encodes sorted stripes into parts, possibly in parallel; owns the stripe slots.
+
+    A sink takes a free slot (:meth:`acquire`), gathers a sorted stripe into it, then either
+    :meth:`submit` s it or gives it back (:meth:`release`). :meth:`completed` returns finished
+    jobs as ``(seq, error)`` (error None on success); the slot of a finished job is free.
+    :class:`ThreadEncoder` encodes on threads of this process; the pipeline's
+    :class:`engine.pipeline.offload.SlotChannel` in a helper process (see :func:`offload_spec`).
+    """
+
+    rows: int
+    """Rows a slot holds."""
+
+    def free_slots(self) -> int: ...
+
+    def acquire(self) -> tuple[int, dict[str, np.ndarray]]: ...
+
+    def release(self, slot: int) -> None: ...
+
+    def submit(self, slot: int, job: StripeJob) -> None: ...
+
+    def completed(self, block: bool) -> list[tuple[int, str | None]]: ...
+
+    def close(self) -> None: ...
+
+
+class ThreadEncoder:
+    """Encodes stripes on a pool of threads of this process (pyarrow releases the GIL)."""
+
+    def __init__(self, options: ParquetOptions) -> None:
+        self.options = options
+        self.rows = options.stripe_rows
+        n = max(options.slots, 1)
+        self._slots = [stripe_buffers(options.stripe_rows) for _ in range(n)]
+        self._free = list(range(n))
+        self._pool = ThreadPoolExecutor(max(options.encode_threads, 1), thread_name_prefix="parquet-encode")
+        self._futures: dict[Future[int], tuple[int, StripeJob]] = {}
+
+    def free_slots(self) -> int:
+        return len(self._free)
+
+    def acquire(self) -> tuple[int, dict[str, np.ndarray]]:
+        slot = self._free.pop()
+        return slot, self._slots[slot]
+
+    def release(self, slot: int) -> None:
+        self._free.append(slot)
+
+    def submit(self, slot: int, job: StripeJob) -> None:
+        fut = self._pool.submit(encode_stripe, self._slots[slot], job, job.options or self.options)
+        self._futures[fut] = (slot, job)
+
+    def completed(self, block: bool) -> list[tuple[int, str | None]]:
+        if not self._futures:
+            return []
+        done, _ = wait(list(self._futures), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        out: list[tuple[int, str | None]] = []
+        for fut in done:
+            slot, job = self._futures.pop(fut)
+            self._free.append(slot)
+            exc = fut.exception()
+            out.append((job.seq, None if exc is None else f"{type(exc).__name__}: {exc}"))
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._slots = []
+
+
+_WORKER_ENCODER: StripeEncoder | None = None
+
+
+def set_worker_encoder(encoder: StripeEncoder | None) -> None:
+    """Make ``encoder`` the one every :class:`~engine.lake.sink.ParquetSink` of this process uses (pipeline hook)."""
+    global _WORKER_ENCODER
+    _WORKER_ENCODER = encoder
+
+
+def worker_encoder() -> StripeEncoder | None:
+    """The encoder set by :func:`set_worker_encoder`, if any."""
+    return _WORKER_ENCODER
+
+
+def encode_job(arrays: dict[str, np.ndarray], job: StripeJob) -> None:
+    """Encode one stripe job in a helper process (the :class:`OffloadSpec` handler)."""
+    assert job.options is not None
+    encode_stripe(arrays, job, job.options)
+    pa.default_memory_pool().release_unused()  # keep the helper's footprint flat between stripes
+
+
+def offload_spec(options: ParquetOptions) -> OffloadSpec:
+    """The helper process the pipeline pairs with each file worker to encode its stripes."""
+    return OffloadSpec(
+        dtypes=ROW_DTYPES,
+        rows=options.stripe_rows,
+        slots=options.slots,
+        threads=options.encode_threads,
+        handler=encode_job,
+        install=set_worker_encoder,
+        name="Parquet encoder",
+    )

@@ -1,0 +1,120 @@
+"""Numba kernels of the lake layout: order a stripe by (symbol, ts_event), cut it into row groups.
+
+Like :mod:`engine.dbn.kernels`, every kernel is ``@njit(cache=True)``, takes flat arrays and
+preallocated outputs, returns how many entries it wrote, and is tested against a plain-NumPy
+reference (``tests/test_pipeline.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["cut_row_groups", "gather_rows", "sort_by_symbol_time"]
+
+
+@njit(cache=True, nogil=True)
+def sort_by_symbol_time(codes, rank, ts_event, perm, run_ranks, run_starts):  # pragma: no cover - compiled
+    """Stable order of rows by (rank of symbol code, ts_event).
+
+    ``rank[code]`` is the position of the code's symbol text in sorted order, so rows end up
+    ordered by symbol text. A counting sort by rank keeps arrival order inside each symbol; each
+    symbol's run is then sorted by ts_event with an insertion sort (linear on the nearly ordered
+    runs of real feeds, where ts_event trails ts_recv by microseconds), falling back to a stable
+    merge sort when a run is far from ordered (a CME opening snapshot).
+
+    Writes the permutation to ``perm`` (len n), the rank of each run to ``run_ranks`` and the
+    run starts followed by ``n`` to ``run_starts`` (both at least ``len(rank) + 1`` long).
+    Returns the number of runs.
+    """
+    n = len(codes)
+    m = len(rank)
+    counts = np.zeros(m + 1, dtype=np.int64)
+    for i in range(n):
+        counts[rank[codes[i]] + 1] += 1
+    for r in range(m):
+        counts[r + 1] += counts[r]
+    runs = 0
+    for r in range(m):
+        if counts[r + 1] > counts[r]:
+            run_ranks[runs] = r
+            run_starts[runs] = counts[r]
+            runs += 1
+    run_starts[runs] = n
+    pos = counts[:m].copy()
+    for i in range(n):
+        r = rank[codes[i]]
+        perm[pos[r]] = i
+        pos[r] += 1
+    for j in range(runs):
+        s = run_starts[j]
+        e = run_starts[j + 1]
+        # insertion sort: linear on nearly ordered runs; give up past a move budget
+        budget = 16 * (e - s) + 64
+        moves = 0
+        k = s + 1
+        while k < e and moves <= budget:
+            cur = perm[k]
+            key = ts_event[cur]
+            q = k - 1
+            while q >= s and ts_event[perm[q]] > key:
+                perm[q + 1] = perm[q]
+                q -= 1
+                moves += 1
+            perm[q + 1] = cur
+            k += 1
+        if k < e:  # far from ordered: stable merge sort of the run (prefix sorted, rest in arrival order)
+            seg = perm[s:e].copy()
+            keys = np.empty(e - s, dtype=ts_event.dtype)
+            for q in range(e - s):
+                keys[q] = ts_event[seg[q]]
+            order = np.argsort(keys, kind="mergesort")
+            for q in range(e - s):
+                perm[s + q] = seg[order[q]]
+    return runs
+
+
+@njit(cache=True, nogil=True)
+def cut_row_groups(run_starts, runs, target, max_rows, bounds):  # pragma: no cover - compiled
+    """Row-group cut points for a stripe whose symbol runs start at ``run_starts[:runs + 1]``.
+
+    Small runs are packed together until a group reaches ``target`` rows; a run of ``target``
+    rows or more gets row groups of its own (so its ``symbol`` min equals max), split evenly into
+    groups of at most ``max_rows``. Writes ``[0, cut_1, ..., n]`` to ``bounds`` and returns how
+    many entries it wrote, one more than the groups (``bounds`` needs ``runs + n // max_rows + 2`` entries at most).
+    """
+    n = run_starts[runs]
+    k = 0
+    bounds[k] = 0
+    k += 1
+    start = 0  # start of the open group
+    for j in range(runs):
+        s = run_starts[j]
+        e = run_starts[j + 1]
+        if e - s >= target:
+            if s > start:
+                bounds[k] = s
+                k += 1
+            parts = (e - s + max_rows - 1) // max_rows
+            for p in range(1, parts):
+                bounds[k] = s + (e - s) * p // parts
+                k += 1
+            bounds[k] = e
+            k += 1
+            start = e
+        elif e - start >= target:
+            bounds[k] = e
+            k += 1
+            start = e
+    if start < n:
+        bounds[k] = n
+        k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def gather_rows(src, perm, out):  # pragma: no cover - compiled
+    """out[i] = src[perm[i]]; returns len(perm)."""
+    for i in range(len(perm)):
+        out[i] = src[perm[i]]
+    return len(perm)

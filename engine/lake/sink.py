@@ -1,0 +1,419 @@
+"""The Parquet lake sink: column blocks of one source file -> ``mbo_YYYY-MM-DD.parquet`` files.
+
+Rows are buffered in *stripes* (half a million rows, in arrival order, inside one UTC day of
+ts_recv). A full stripe is ordered by (symbol, ts_event) with a Numba counting sort straight
+into an encoder slot, and encoded as a standalone Parquet *part* whose row groups are cut at
+symbol boundaries (:mod:`engine.lake.kernels`): a busy symbol gets row groups of its own whose
+``symbol`` min equals max, and each stripe covers a short stretch of time, so row-group
+statistics prune by symbol and by time. Parts are encoded in parallel (threads here, or an
+encoder process: :mod:`engine.pipeline.pool`) and appended in order to the day's file by a
+:class:`~engine.lake.footer.PartAssembler`. Memory is one stripe buffer plus a few slots, whatever the
+size of the day.
+
+Everything is written under temporary names; :meth:`ParquetSink.close` writes the footers (with
+the row counts) and renames each file into place while holding the lake's lock. If a day file
+already holds rows of *another* source file (two inputs that share a UTC day), those rows are
+copied into the new file, so a day file always holds every row of its day.
+:meth:`ParquetSink.abort` removes the temporary files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections import deque
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.dbn.columns import MBO_SCHEMA, ColumnBlock
+from engine.errors import SinkError
+from engine.lake.encode import (
+    ROW_DTYPES,
+    ParquetOptions,
+    StripeEncoder,
+    StripeJob,
+    ThreadEncoder,
+    stripe_buffers,
+    to_batch,
+    worker_encoder,
+)
+from engine.lake.footer import PartAssembler
+from engine.lake.kernels import gather_rows, sort_by_symbol_time
+from engine.lake.layout import (
+    LAYOUT,
+    META_DAY,
+    META_LAYOUT,
+    META_ROWS,
+    META_SOURCE,
+    META_SYMBOL,
+    SourceEntry,
+    day_text,
+    lake_file_name,
+    lake_lock,
+    read_lake_info,
+    temp_path,
+)
+from engine.pipeline.sinks import FileSink, SinkResult
+
+__all__ = ["ParquetSink", "commit_output"]
+
+
+def _lake_metadata(rows: int, day: str, symbol: str | None, sources: list[SourceEntry]) -> dict[str, str]:
+    md = {
+        META_ROWS: str(rows),
+        META_DAY: day,
+        META_LAYOUT: LAYOUT,
+        META_SOURCE: json.dumps([s.to_json() for s in sources], separators=(",", ":")),
+    }
+    if symbol is not None:
+        md[META_SYMBOL] = symbol
+    return md
+
+
+class _SymbolFile:
+    """A per-symbol file written directly by one ParquetWriter."""
+
+    def __init__(self, final: Path, day: str, symbol: str, options: ParquetOptions) -> None:
+        self.final = final
+        self.day = day
+        self.symbol: str | None = symbol
+        self.temp = temp_path(final)
+        self.writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            self.temp, MBO_SCHEMA, **options.writer_kwargs()
+        )
+        self.rows = 0
+        self.row_groups = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        assert self.writer is not None
+        self.writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
+        self.rows += batch.num_rows
+        self.row_groups += 1
+
+    def finish(self, metadata: dict[str, str]) -> None:
+        assert self.writer is not None
+        self.writer.add_key_value_metadata(metadata)
+        self.writer.close()
+        self.writer = None
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            with contextlib.suppress(Exception):  # the file is being thrown away anyway
+                self.writer.close()
+            self.writer = None
+        self.temp.unlink(missing_ok=True)
+
+
+def _other_sources(final: Path, source: SourceEntry) -> list[SourceEntry]:
+    """Sources of the rows already in ``final`` that this source does not replace."""
+    if not final.exists():
+        return []
+    try:
+        info = read_lake_info(final)
+    except SinkError:
+        return []  # not a complete datapair file: replaced
+    if not info.complete:
+        return []
+    return [s for s in info.sources if not source.replaces(s) and s.row_groups[1] > 0]
+
+
+def commit_output(out: _DayFile | _SymbolFile, source: SourceEntry) -> Path:
+    """Finish a temporary lake file and move it into place (the caller holds the lake lock).
+
+    Rows of other sources already in the final file are copied first: their row groups' bytes,
+    as they are (no decoding), into a new file with a merged footer.
+    """
+    mine = replace(source, rows=out.rows, row_groups=(0, out.row_groups))
+    others = _other_sources(out.final, source)
+    if not others:
+        out.finish(_lake_metadata(out.rows, out.day, out.symbol, [mine]))
+        os.replace(out.temp, out.final)
+        return out.final
+    out.finish({})
+    merged = PartAssembler(temp_path(out.final))
+    entries = []
+    try:
+        for path, entry in [(out.final, s) for s in others] + [(out.temp, mine)]:
+            first = merged.row_groups
+            n = merged.append(path, entry.row_groups, delete=False)
+            if n != entry.rows:
+                msg = f"{path}: source {entry.name} has {n} rows in its row groups, its metadata says {entry.rows}"
+                raise SinkError(msg)
+            entries.append(replace(entry, row_groups=(first, entry.row_groups[1])))
+        merged.finish(_lake_metadata(merged.rows, out.day, out.symbol, entries))
+        os.replace(merged.path, out.final)
+    except BaseException:
+        merged.abort()
+        raise
+    finally:
+        out.temp.unlink(missing_ok=True)
+    return out.final
+
+
+class _DayFile:
+    """A day file being assembled from parts, in stripe order."""
+
+    def __init__(self, final: Path, day: str) -> None:
+        self.final = final
+        self.day = day
+        self.symbol: str | None = None
+        self.temp = temp_path(final)
+        self.assembler: PartAssembler | None = None
+        self.order: deque[int] = deque()  # seqs of submitted stripes, in order
+        self.rows = 0
+        self.row_groups = 0
+
+    def append_ready(self, done: dict[int, str]) -> None:
+        while self.order and self.order[0] in done:
+            part = done.pop(self.order.popleft())
+            if self.assembler is None:
+                self.assembler = PartAssembler(self.temp)
+            self.assembler.append(part)
+            self.rows = self.assembler.rows
+            self.row_groups = self.assembler.row_groups
+
+    def finish(self, metadata: dict[str, str]) -> None:
+        assert self.assembler is not None
+        self.assembler.finish(metadata)
+        self.assembler = None
+
+    def discard(self) -> None:
+        if self.assembler is not None:
+            self.assembler.abort()
+            self.assembler = None
+        self.temp.unlink(missing_ok=True)
+
+
+class ParquetSink(FileSink):
+    """Writes the column blocks of one source file into the lake.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The lake directory (created if missing).
+    source : SourceEntry
+        The source file's identity (name, size, mtime_ns, symbol filter), stored in every footer.
+    day_files : bool
+        Write ``mbo_YYYY-MM-DD.parquet``.
+    by_symbol : bool
+        Write ``mbo_SYMBOL_YYYY-MM-DD.parquet``.
+    options : ParquetOptions
+        Layout and encoding.
+    encoder : StripeEncoder, optional
+        Where stripes are encoded (shared, e.g. an encoder process); by default the one set by
+        :func:`set_worker_encoder`, else a private :class:`ThreadEncoder`.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        source: SourceEntry,
+        *,
+        day_files: bool = True,
+        by_symbol: bool = False,
+        options: ParquetOptions | None = None,
+        encoder: StripeEncoder | None = None,
+    ) -> None:
+        if not (day_files or by_symbol):
+            msg = "ParquetSink needs day_files or by_symbol (or both)"
+            raise ValueError(msg)
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.source = source
+        self.day_files = day_files
+        self.by_symbol = by_symbol
+        self.options = options or ParquetOptions()
+        enc = encoder or worker_encoder()
+        if enc is not None and enc.rows < self.options.stripe_rows:
+            msg = f"encoder slots hold {enc.rows} rows, the sink needs {self.options.stripe_rows}"
+            raise ValueError(msg)
+        self._own_encoder = enc is None
+        self.encoder: StripeEncoder = enc or ThreadEncoder(self.options)
+        self._buf = stripe_buffers(self.options.stripe_rows)  # arrival order, then sorted into a slot
+        self._fill = 0
+        self._day: int | None = None
+        self._symbols: list[str] = []
+        self._rank_len = -1
+        self._order = np.empty(0, np.int64)
+        self._rank = np.empty(0, np.int32)
+        self._days: dict[str, _DayFile] = {}
+        self._inflight: dict[int, StripeJob] = {}
+        self._done: dict[int, str] = {}
+        self._seq = 0
+        self._symbol_files: dict[tuple[str, str], _SymbolFile] = {}
+        self._pending: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
+        self._pending_count: dict[tuple[str, str], int] = {}
+        self._pending_rows = 0
+        self.rows_by_day: dict[str, int] = {}
+        self.rows = 0
+        self._closed = False
+
+    # -- FileSink --------------------------------------------------------------------------------
+    def write(self, block: ColumnBlock) -> None:
+        n = len(block)
+        if n == 0:
+            return
+        self._symbols = block.symbols
+        day = block.day
+        if self._day is not None and day != self._day:
+            self._flush_stripe()
+        self._day = day
+        cap = self.options.stripe_rows
+        done = 0
+        while done < n:
+            take = min(n - done, cap - self._fill)
+            for name, dst in self._buf.items():
+                dst[self._fill : self._fill + take] = block.arrays[name][done : done + take]
+            self._fill += take
+            done += take
+            if self._fill == cap:
+                self._flush_stripe()
+        d = day_text(day)
+        self.rows_by_day[d] = self.rows_by_day.get(d, 0) + n
+        self.rows += n
+
+    def close(self) -> SinkResult:
+        try:
+            self._flush_stripe()
+            while self._inflight:
+                self._collect(block=True)
+            for key in list(self._pending):
+                self._flush_pending(key)
+            source = replace(self.source, rows_by_day=dict(self.rows_by_day))
+            with lake_lock(self.out_dir):
+                outs: list[_DayFile | _SymbolFile] = [*self._days.values(), *self._symbol_files.values()]
+                outputs = [str(commit_output(out, source)) for out in outs]
+        except BaseException:
+            self.abort()
+            raise
+        self._days.clear()
+        self._symbol_files.clear()
+        self._release()
+        return SinkResult(rows=self.rows, rows_by_day=dict(self.rows_by_day), outputs=outputs)
+
+    def abort(self) -> None:
+        while self._inflight:
+            with contextlib.suppress(SinkError):
+                self._collect(block=True)
+        for part in self._done.values():
+            Path(part).unlink(missing_ok=True)
+        self._done.clear()
+        outs: list[_DayFile | _SymbolFile] = [*self._days.values(), *self._symbol_files.values()]
+        for out in outs:
+            out.discard()
+        self._days.clear()
+        self._symbol_files.clear()
+        self._pending.clear()
+        self._release()
+
+    def _release(self) -> None:
+        if self._own_encoder and not self._closed:
+            self.encoder.close()
+        self._closed = True
+
+    # -- stripes ---------------------------------------------------------------------------------
+    def _ranks(self) -> np.ndarray:
+        if self._rank_len != len(self._symbols):
+            m = len(self._symbols)
+            self._order = np.argsort(np.array(self._symbols, dtype=object), kind="stable").astype(np.int64)
+            self._rank = np.empty(m, dtype=np.int32)
+            self._rank[self._order] = np.arange(m, dtype=np.int32)
+            self._rank_len = m
+        return self._rank
+
+    def _collect(self, block: bool) -> None:
+        """Take finished parts from the encoder and append the ready ones to their day files."""
+        failed = None
+        for seq, error in self.encoder.completed(block=block):
+            job = self._inflight.pop(seq, None)
+            if job is None:
+                continue
+            if error is not None:
+                Path(job.part).unlink(missing_ok=True)
+                failed = failed or f"{self.source.name}: encoding a stripe of {job.day} failed: {error}"
+                continue
+            self._done[seq] = job.part
+            if failed is None:
+                self._days[job.day].append_ready(self._done)
+        if failed is not None:
+            raise SinkError(failed)
+
+    def _flush_stripe(self) -> None:
+        n = self._fill
+        if n == 0:
+            return
+        assert self._day is not None
+        buf = self._buf
+        rank = self._ranks()
+        perm = np.empty(n, dtype=np.int64)
+        run_ranks = np.empty(len(rank) + 1, dtype=np.int64)
+        run_starts = np.empty(len(rank) + 1, dtype=np.int64)
+        runs = sort_by_symbol_time(buf["symbol"][:n], rank, buf["ts_event"][:n], perm, run_ranks, run_starts)
+        starts = run_starts[: runs + 1].copy()
+        names = [self._symbols[self._order[r]] for r in run_ranks[:runs]]
+        day = day_text(self._day)
+        self._collect(block=False)
+        while self.encoder.free_slots() == 0:
+            self._collect(block=True)
+        slot, out = self.encoder.acquire()
+        for name, src in buf.items():
+            if name != "symbol":
+                gather_rows(src[:n], perm, out[name][:n])
+        out["symbol"][:n] = np.repeat(np.arange(runs, dtype=np.int32), np.diff(starts))
+        if self.by_symbol:
+            for j, sym in enumerate(names):
+                lo, hi = int(starts[j]), int(starts[j + 1])
+                self._add_pending(day, sym, {k: v[lo:hi].copy() for k, v in out.items()})
+        if self.day_files:
+            f = self._days.get(day)
+            if f is None:
+                f = self._days[day] = _DayFile(self.out_dir / lake_file_name(day), day)
+            seq = self._seq
+            self._seq += 1
+            job = StripeJob(seq, day, n, starts, names, str(temp_path(f.final)), self.options)
+            f.order.append(seq)
+            self._inflight[seq] = job
+            self.encoder.submit(slot, job)
+        else:
+            self.encoder.release(slot)
+        self._fill = 0
+
+    # -- per-symbol files ------------------------------------------------------------------------
+    def _add_pending(self, day: str, symbol: str, part: dict[str, np.ndarray]) -> None:
+        key = (day, symbol)
+        self._pending.setdefault(key, []).append(part)
+        n = len(part["ts_event"])
+        self._pending_count[key] = self._pending_count.get(key, 0) + n
+        self._pending_rows += n
+        if self._pending_count[key] >= self.options.row_group_rows:
+            self._flush_pending(key)
+        while self._pending_rows > self.options.stripe_rows:
+            self._flush_pending(max(self._pending_count, key=self._pending_count.__getitem__))
+
+    def _flush_pending(self, key: tuple[str, str]) -> None:
+        parts = self._pending.pop(key)
+        rows = self._pending_count.pop(key)
+        self._pending_rows -= rows
+        if len(parts) == 1:
+            cols = parts[0]
+        else:
+            cols = {k: np.concatenate([p[k] for p in parts]) for k in ROW_DTYPES}
+            ts = cols["ts_event"]
+            if np.any(ts[1:] < ts[:-1]):
+                order = np.argsort(ts, kind="stable")
+                cols = {k: v[order] for k, v in cols.items()}
+        day, symbol = key
+        out = self._symbol_files.get(key)
+        if out is None:
+            final = self.out_dir / lake_file_name(day, symbol)
+            out = self._symbol_files[key] = _SymbolFile(final, day, symbol, self.options)
+        step = self.options.max_row_group_rows
+        for lo in range(0, rows, step):
+            hi = min(lo + step, rows)
+            codes = np.zeros(hi - lo, dtype=np.int32)
+            out.write(to_batch(cols, lo, hi, codes, pa.array([symbol], pa.string())))

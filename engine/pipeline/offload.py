@@ -1,0 +1,171 @@
+"""A helper process paired with each file worker, fed through shared-memory slots.
+
+Some sinks have an expensive second stage (the lake: Parquet encoding) that should run beside
+decoding on another core. A sink factory that wants one exposes an :class:`OffloadSpec`: the
+columns of a *slot* (NumPy dtypes, rows per slot), how many slots, the helper's threads, the
+function that handles one job in the helper, and a hook that hands the worker's
+:class:`SlotChannel` to its sinks. The slots live in an anonymous shared mapping: the worker
+fills a slot, sends the slot number and a small picklable job over a pipe, and the helper runs
+``handler(slot_columns, job)`` on one of its threads, then answers ``(job.seq, error)``. So only
+slot numbers and small job records cross the pipe, never the column data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from engine.errors import SinkError
+
+__all__ = ["OffloadSpec", "SlotChannel", "helper_main", "shared_slots", "slot_views"]
+
+
+@dataclass(frozen=True)
+class OffloadSpec:
+    """What a sink factory asks of the pipeline: a helper process and the slots it reads.
+
+    Parameters
+    ----------
+    dtypes : dict of str to numpy.dtype
+        The columns of one slot.
+    rows : int
+        Rows per slot.
+    slots : int
+        Slots per worker/helper pair (jobs in flight plus the one being filled).
+    threads : int
+        Threads of the helper process.
+    handler : callable
+        ``handler(columns, job)``, run in the helper for each job; raises on failure.
+    install : callable
+        ``install(channel)``, run in the worker before its first file (``None`` when it exits):
+        how the sinks of that process find the channel.
+    name : str
+        What the helper does, for messages (``"the Parquet encoder process died"``).
+    """
+
+    dtypes: dict[str, np.dtype]
+    rows: int
+    slots: int
+    threads: int
+    handler: Callable[[dict[str, np.ndarray], Any], None]
+    install: Callable[[SlotChannel | None], None]
+    name: str = "helper"
+
+
+def _slot_layout(spec: OffloadSpec) -> tuple[dict[str, int], int]:
+    """Byte offset of each column inside a slot (widest first, 64-byte aligned), and the slot size."""
+    offsets = {}
+    pos = 0
+    for name, dt in sorted(spec.dtypes.items(), key=lambda kv: -kv[1].itemsize):
+        offsets[name] = pos
+        pos += -(-(dt.itemsize * spec.rows) // 64) * 64
+    return offsets, pos
+
+
+def slot_views(buf: Any, spec: OffloadSpec) -> list[dict[str, np.ndarray]]:
+    """The slots inside a shared buffer of ``spec.slots`` slots, as column arrays."""
+    offsets, size = _slot_layout(spec)
+    return [
+        {
+            name: np.frombuffer(buf, dtype=dt, count=spec.rows, offset=i * size + offsets[name])
+            for name, dt in spec.dtypes.items()
+        }
+        for i in range(spec.slots)
+    ]
+
+
+def shared_slots(spec: OffloadSpec) -> mmap.mmap:
+    """Anonymous shared memory for the slots (inherited by forked children; pages are touched lazily)."""
+    return mmap.mmap(-1, max(_slot_layout(spec)[1] * spec.slots, 1))
+
+
+class SlotChannel:
+    """The file worker's side of a helper process: slots in shared memory, jobs over a pipe.
+
+    A sink takes a free slot (:meth:`acquire`), fills it, then either :meth:`submit` s a job for
+    it or gives it back (:meth:`release`). :meth:`completed` returns finished jobs as
+    ``(seq, error)`` (error None on success); the slot of a finished job is free again.
+    """
+
+    def __init__(self, conn: Connection, buf: mmap.mmap, spec: OffloadSpec) -> None:
+        self.conn = conn
+        self.spec = spec
+        self.rows = spec.rows
+        self._slots = slot_views(buf, spec)
+        self._free = list(range(len(self._slots)))
+        self._busy: dict[int, int] = {}  # seq -> slot
+        self.broken: str | None = None
+
+    def free_slots(self) -> int:
+        return len(self._free)
+
+    def acquire(self) -> tuple[int, dict[str, np.ndarray]]:
+        slot = self._free.pop()
+        return slot, self._slots[slot]
+
+    def release(self, slot: int) -> None:
+        self._free.append(slot)
+
+    def submit(self, slot: int, job: Any) -> None:
+        if self.broken is None:
+            try:
+                self.conn.send((slot, job))
+            except (OSError, EOFError) as exc:
+                self.broken = f"the {self.spec.name} process is gone ({exc})"
+        if self.broken is not None:
+            self._free.append(slot)
+            raise SinkError(self.broken)
+        self._busy[job.seq] = slot
+
+    def completed(self, block: bool) -> list[tuple[int, str | None]]:
+        out: list[tuple[int, str | None]] = []
+        try:
+            while self._busy and self.conn.poll(None if block and not out else 0):
+                seq, error = self.conn.recv()
+                self._free.append(self._busy.pop(seq))
+                out.append((seq, error))
+        except (OSError, EOFError):
+            self.broken = f"the {self.spec.name} process died"
+        if self.broken is not None:  # every job in flight is lost
+            for seq, slot in self._busy.items():
+                self._free.append(slot)
+                out.append((seq, self.broken))
+            self._busy.clear()
+        return out
+
+    def close(self) -> None:
+        """Nothing: the helper process lives as long as its file worker."""
+
+
+def helper_main(conn: Connection, other_end: Connection, buf: mmap.mmap, spec: OffloadSpec) -> None:
+    """Helper process: run ``spec.handler`` on the slots the file worker names, on ``spec.threads`` threads."""
+    other_end.close()  # so the pipe reports EOF when the file worker dies
+    slots = slot_views(buf, spec)
+    lock = threading.Lock()
+
+    def run(slot: int, job: Any) -> None:
+        try:
+            spec.handler(slots[slot], job)
+            error = None
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        with lock, contextlib.suppress(OSError):
+            conn.send((job.seq, error))
+
+    with ThreadPoolExecutor(max(spec.threads, 1), thread_name_prefix="pipeline-helper") as pool:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            if msg is None:
+                break
+            pool.submit(run, *msg)

@@ -1,0 +1,75 @@
+"""The Parquet footer codec and the part assembler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine.errors import SinkError
+from engine.lake.footer import PartAssembler, _Reader, _write_struct, read_footer
+
+
+def _table(n: int, offset: int, symbols: list[str]) -> pa.Table:
+    rng = np.random.default_rng(offset)
+    return pa.table(
+        {
+            "a": np.arange(offset, offset + n, dtype=np.int64),
+            "s": pa.array([symbols[i % len(symbols)] for i in range(n)]).dictionary_encode(),
+            "f": rng.random(n),
+            "t": pa.array(np.arange(n, dtype=np.int64) + 10**18, pa.timestamp("ns", tz="UTC")),
+        }
+    )
+
+
+def test_footer_codec_round_trips_bytes(tmp_path: Path) -> None:
+    p = tmp_path / "x.parquet"
+    pq.write_table(_table(5000, 0, ["A", "B"]), p, row_group_size=700, compression="zstd")
+    footer, _ = read_footer(p)
+    out = bytearray()
+    _write_struct(out, _Reader(footer).struct())
+    assert bytes(out) == footer
+
+
+@pytest.mark.parametrize("dictionary", [True, False])
+def test_part_assembler_equals_concatenation(tmp_path: Path, dictionary: bool) -> None:
+    tables = [
+        _table(3000, 0, ["NVDA", "AAPL"]),
+        _table(1, 3000, ["MSFT"]),
+        _table(4500, 3001, ["ZZ", "A B/C"]),
+    ]
+    parts = []
+    for i, t in enumerate(tables):
+        p = tmp_path / f"part{i}.parquet"
+        pq.write_table(t, p, row_group_size=1000, compression="zstd", use_dictionary=dictionary)
+        parts.append(p)
+    out = tmp_path / "all.parquet"
+    asm = PartAssembler(out)
+    for p in parts:
+        asm.append(p)
+    assert not any(p.exists() for p in parts)  # moved, not copied
+    asm.finish({"datapair.rows": "7501", "k": "v"})
+    md = pq.read_metadata(out)
+    assert md.num_rows == asm.rows == 7501 and md.num_row_groups == asm.row_groups == 3 + 1 + 5
+    assert md.metadata[b"datapair.rows"] == b"7501" and md.metadata[b"k"] == b"v"
+    expected = pa.concat_tables(tables).combine_chunks()
+    got = pq.read_table(out)
+    assert got.schema.remove_metadata() == tables[0].schema
+    assert got.combine_chunks().cast(expected.schema).equals(expected.cast(expected.schema))
+    assert pl.read_parquet(out)["a"].to_list() == expected.column("a").to_pylist()
+    g = md.row_group(4)  # the third part's first group: statistics survive
+    assert g.column(0).statistics.min == 3001 and g.column(1).statistics.min == "A B/C"
+
+
+def test_part_assembler_rejects_non_parquet(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 but not really a parquet file")
+    asm = PartAssembler(tmp_path / "out.parquet")
+    with pytest.raises(SinkError, match=r"bad\.parquet"):
+        asm.append(bad)
+    asm.abort()
+    assert not (tmp_path / "out.parquet").exists()

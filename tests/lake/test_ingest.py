@@ -1,0 +1,560 @@
+"""Issue 6: DBN day files -> the Parquet lake, checked against databento's own decoding.
+
+Every test reads the lake back (pyarrow and Polars) and compares every column of every row with
+``databento.DBNStore`` (``to_ndarray`` for the fields, ``to_df(map_symbols=True)`` for symbols).
+Rows are compared as multisets (the lake stores them clustered by symbol, then ts_event).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import databento as db
+import databento_dbn
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from engine.dbn.columns import COLUMNS, MBO_SCHEMA, ColumnBlock
+from engine.ingest import main
+from engine.inputs import find_inputs, read_symbol_filter
+from engine.lake.encode import ParquetOptions
+from engine.lake.ingest import ingest_parquet, is_complete
+from engine.lake.layout import list_lake, read_lake_info
+from engine.pipeline.sinks import FileSink, SinkResult
+from engine.synth.day import generate_blocks, instrument_ids
+from tests.support.samples import MBO_SAMPLES, ROOT, sample_path
+
+SYMBOLS = ("NVDA", "AAPL", "MSFT", "TSLA", "AMD")
+DATE = "2025-10-22"
+# Small stripes and row groups: a few thousand rows already make many parts and row groups.
+SMALL = ParquetOptions(stripe_rows=8_192, row_group_rows=1_024, max_row_group_rows=2_048)
+UNDEF = 2**63 - 1
+_KEY = ["ts_recv", "sequence", "ts_event", "order_id", "instrument_id", "price_raw", "size", "flags",
+        "channel_id", "publisher_id", "ts_in_delta", "action", "side", "symbol"]  # fmt: skip
+
+
+# -- oracle and readers ------------------------------------------------------------------------------
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows in one canonical order (so two multisets of rows compare equal)."""
+    return frame[list(COLUMNS)].sort_values(_KEY, kind="stable").reset_index(drop=True)
+
+
+def oracle(path: Path, symbols: set[str] | None = None) -> pd.DataFrame:
+    """databento's decoding of ``path`` as the canonical columns (int64 ns, exact ints, NaN prices)."""
+    store = db.DBNStore.from_file(path)
+    kwargs = {"schema": "mbo"} if store.schema is None else {}
+    rec = np.asarray(store.to_ndarray(**kwargs))
+    sym = store.to_df(map_symbols=True, price_type="fixed", pretty_ts=False, **kwargs)["symbol"].to_numpy()
+    raw = rec["price"].astype(np.int64)
+    price = np.where(raw == UNDEF, np.nan, raw / 1e9)
+    f = pd.DataFrame(
+        {
+            "ts_event": rec["ts_event"].astype(np.int64),
+            "symbol": sym.astype(object),
+            "instrument_id": rec["instrument_id"].view(np.int32),
+            "publisher_id": rec["publisher_id"].astype(np.int16),
+            "order_id": rec["order_id"].view(np.int64),
+            "price_raw": raw,
+            "price": price,
+            "size": rec["size"].view(np.int32),
+            "flags": rec["flags"].astype(np.int16),
+            "channel_id": rec["channel_id"].astype(np.int16),
+            "action": rec["action"].astype("U1").astype(object),
+            "side": rec["side"].astype("U1").astype(object),
+            "ts_recv": rec["ts_recv"].astype(np.int64),
+            "ts_in_delta": rec["ts_in_delta"].astype(np.int32),
+            "sequence": rec["sequence"].astype(np.int64),
+        }
+    )
+    if symbols is not None:
+        f = f[f["symbol"].isin(symbols)]
+    return canonical(f)
+
+
+def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
+    assert table.schema.remove_metadata() == MBO_SCHEMA
+    cols = {}
+    for name in COLUMNS:
+        c = table.column(name)
+        if pa.types.is_dictionary(c.type):
+            cols[name] = np.array(c.to_pylist(), dtype=object)
+        elif pa.types.is_timestamp(c.type):
+            cols[name] = c.cast(pa.int64()).to_numpy()
+        else:
+            cols[name] = c.to_numpy()
+    return canonical(pd.DataFrame(cols))
+
+
+def frame_from_polars(df: pl.DataFrame) -> pd.DataFrame:
+    assert df.schema["ts_event"] == pl.Datetime("ns", "UTC")
+    assert df.schema["ts_recv"] == pl.Datetime("ns", "UTC")
+    assert df.schema["instrument_id"] == pl.Int32 and df.schema["sequence"] == pl.Int64
+    cols = {}
+    for name in COLUMNS:
+        s = df[name]
+        if s.dtype in (pl.Categorical, pl.Enum, pl.String):
+            cols[name] = np.array(s.cast(pl.String).to_list(), dtype=object)
+        elif isinstance(s.dtype, pl.Datetime):
+            cols[name] = s.dt.epoch("ns").to_numpy()
+        else:
+            cols[name] = s.to_numpy()
+    return canonical(pd.DataFrame(cols))
+
+
+def lake_paths(lake: Path, by_symbol: bool = False) -> list[Path]:
+    return [f.path for f in list_lake(lake, by_symbol=by_symbol)]
+
+
+def assert_lake_equals(lake: Path, expected: pd.DataFrame, by_symbol: bool = False) -> None:
+    """The lake read with pyarrow and with Polars holds exactly ``expected``'s rows."""
+    paths = lake_paths(lake, by_symbol)
+    assert paths, f"no lake files in {lake}"
+    table = pa.concat_tables([pq.read_table(p) for p in paths]) if paths else None
+    got = frame_from_arrow(table)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    got_pl = frame_from_polars(pl.concat([pl.read_parquet(p) for p in paths], how="vertical_relaxed"))
+    pd.testing.assert_frame_equal(got_pl, expected, check_dtype=False)
+    for p in paths:
+        info = read_lake_info(p)
+        assert info.complete and info.rows == pq.read_metadata(p).num_rows
+
+
+def assert_clustered(path: Path) -> None:
+    """Inside every row group rows are ordered by (symbol, ts_event); statistics on both."""
+    pf = pq.ParquetFile(path)
+    for g in range(pf.num_row_groups):
+        t = pf.read_row_group(g, columns=["symbol", "ts_event"])
+        sym = np.array(t.column("symbol").to_pylist(), dtype=object)
+        ts = t.column("ts_event").cast(pa.int64()).to_numpy()
+        order = np.lexsort((ts, sym.astype(str)))
+        assert (order == np.arange(len(order))).all(), f"row group {g} of {path.name} is not sorted"
+        rg = pf.metadata.row_group(g)
+        for name in ("symbol", "ts_event"):
+            st = rg.column(COLUMNS.index(name)).statistics
+            assert st is not None and st.has_min_max
+        st = rg.column(COLUMNS.index("symbol")).statistics
+        assert (st.min, st.max) == (sym.min(), sym.max())
+
+
+def no_temps(lake: Path) -> bool:
+    return not [p for p in lake.iterdir() if p.name.startswith(".mbo_")]
+
+
+# -- generated files ---------------------------------------------------------------------------------
+
+
+def write_dbn(path: Path, records: np.ndarray, symbols: tuple[str, ...], first: dt.date, days: int) -> Path:
+    """A DBN v3 XNAS.ITCH MBO file of ``records`` whose metadata maps symbols on ``days`` UTC days."""
+    ids = instrument_ids(symbols)
+    start = int(dt.datetime.combine(first, dt.time(0), dt.UTC).timestamp()) * 10**9
+    mappings = [
+        SimpleNamespace(
+            raw_symbol=s,
+            intervals=[
+                SimpleNamespace(
+                    start_date=first + dt.timedelta(days=k),
+                    end_date=first + dt.timedelta(days=k + 1),
+                    symbol=str(ids[s]),
+                )
+                for k in range(days)
+            ],
+        )
+        for s in symbols
+    ]
+    md = databento_dbn.Metadata(
+        dataset="XNAS.ITCH", start=start, end=start + days * 86_400 * 10**9,
+        stype_in=databento_dbn.SType.RAW_SYMBOL, stype_out=databento_dbn.SType.INSTRUMENT_ID,
+        schema=databento_dbn.Schema.MBO, symbols=list(symbols), mappings=mappings, version=3,
+    )  # fmt: skip
+    raw = md.encode() + records.tobytes()
+    path.write_bytes(zstandard.ZstdCompressor(level=1).compress(raw) if path.name.endswith(".zst") else raw)
+    return path
+
+
+def day_records(n: int, date: str, seed: int) -> np.ndarray:
+    return np.concatenate([b.copy() for b in generate_blocks(n, SYMBOLS, date, seed)])
+
+
+@pytest.fixture(scope="module")
+def day(make_day) -> Path:
+    return make_day(records=30_000, symbols=SYMBOLS, date=DATE, seed=11)
+
+
+@pytest.fixture(scope="module")
+def day_oracle(day: Path) -> pd.DataFrame:
+    return oracle(day)
+
+
+@pytest.fixture(scope="module")
+def midnight_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two generated days in one file (so it spans UTC midnight); day 2 opens with a CME-like
+    snapshot: 300 records flagged F_SNAPSHOT whose ts_event lies 3 days before their ts_recv."""
+    d1 = day_records(6_000, "2025-10-22", 1)
+    d2 = day_records(6_000, "2025-10-23", 2)
+    snap = d2[:300]
+    snap["ts_event"] = snap["ts_event"] - np.uint64(3 * 86_400 * 10**9)
+    snap["flags"] |= np.uint8(32)
+    path = tmp_path_factory.mktemp("midnight") / "XNAS.ITCH-2025-10-22-23.dbn.zst"
+    return write_dbn(path, np.concatenate([d1, d2]), SYMBOLS, dt.date(2025, 10, 22), 2)
+
+
+# -- the lake equals the source ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MBO_SAMPLES, ids=lambda s: s.split("/", 1)[1])
+def test_samples_equal_databento(name: str, tmp_path: Path) -> None:
+    path = sample_path(name)
+    s = ingest_parquet([path], tmp_path / "lake", jobs=1)
+    assert s.ok, s.failed
+    expected = oracle(path)
+    assert s.rows == len(expected)
+    assert_lake_equals(tmp_path / "lake", expected)
+
+
+def test_all_samples_together_share_days(tmp_path: Path) -> None:
+    """Nine sources, two UTC days, two workers: each day file holds every source's rows."""
+    paths = [sample_path(n) for n in MBO_SAMPLES]
+    s = ingest_parquet(paths, tmp_path, jobs=2)
+    assert s.ok, s.failed
+    expected = canonical(pd.concat([oracle(p) for p in paths]))
+    assert s.rows == len(expected)
+    assert_lake_equals(tmp_path, expected)
+    infos = [read_lake_info(p) for p in lake_paths(tmp_path)]
+    assert sum(len(i.sources) for i in infos) == len(paths)
+    assert ingest_parquet(paths, tmp_path, jobs=2).skipped == len(paths)
+    # re-ingesting one source replaces its own rows and keeps the others' (copied, not decoded)
+    s = ingest_parquet(paths[3:5], tmp_path, force=True)
+    assert s.ok and s.rows == sum(len(oracle(p)) for p in paths[3:5])
+    assert_lake_equals(tmp_path, expected)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_generated_day_equals_databento(
+    day: Path, day_oracle: pd.DataFrame, tmp_path: Path, jobs: int
+) -> None:
+    s = ingest_parquet([day], tmp_path, jobs=jobs, options=SMALL)
+    assert s.ok and s.rows == 30_000 and s.files == 1 and s.bytes == day.stat().st_size
+    assert [Path(o).name for o in s.outputs] == [f"mbo_{DATE}.parquet"]
+    assert_lake_equals(tmp_path, day_oracle)
+    path = tmp_path / f"mbo_{DATE}.parquet"
+    assert pq.read_metadata(path).num_row_groups > 15  # many stripes, stitched into one file
+    assert_clustered(path)
+    assert no_temps(tmp_path)
+
+
+def test_default_layout(day: Path, day_oracle: pd.DataFrame, tmp_path: Path) -> None:
+    """Default options: zstd, dictionary symbol/action/side, statistics, footer metadata."""
+    s = ingest_parquet([day], tmp_path)
+    assert s.ok
+    path = tmp_path / f"mbo_{DATE}.parquet"
+    assert_lake_equals(tmp_path, day_oracle)
+    md = pq.read_metadata(path)
+    col = {md.row_group(0).column(i).path_in_schema: md.row_group(0).column(i) for i in range(md.num_columns)}
+    assert all(c.compression == "ZSTD" for c in col.values())
+    for name in ("symbol", "action", "side"):
+        assert any("DICT" in e for e in col[name].encodings)
+    info = read_lake_info(path)
+    assert info.rows == 30_000 and info.day == DATE and info.symbol is None
+    (src,) = info.sources
+    assert (src.name, src.size, src.mtime_ns) == (day.name, day.stat().st_size, day.stat().st_mtime_ns)
+    assert src.rows_by_day == {DATE: 30_000}
+    assert pq.read_schema(path).remove_metadata() == MBO_SCHEMA
+
+
+def test_midnight_split_and_snapshot_stay_with_ts_recv_day(midnight_file: Path, tmp_path: Path) -> None:
+    s = ingest_parquet([midnight_file], tmp_path, jobs=1, options=SMALL)
+    assert s.ok, s.failed
+    expected = oracle(midnight_file)
+    assert_lake_equals(tmp_path, expected)
+    days = {f.day.isoformat(): f.path for f in list_lake(tmp_path)}
+    assert sorted(days) == ["2025-10-22", "2025-10-23"]
+    ns = 86_400 * 10**9
+    for d, path in days.items():
+        t = pq.read_table(path)
+        recv = t.column("ts_recv").cast(pa.int64()).to_numpy()
+        want = (dt.date.fromisoformat(d) - dt.date(1970, 1, 1)).days
+        assert (recv // ns == want).all()
+        assert len(t) == (expected["ts_recv"] // ns == want).sum() == read_lake_info(path).rows
+        assert_clustered(path)
+    # the snapshot rows are in day 2's file although their ts_event is on 2025-10-20
+    snap = pq.read_table(days["2025-10-23"]).column("ts_event").cast(pa.int64()).to_numpy()
+    assert (snap // ns == (dt.date(2025, 10, 20) - dt.date(1970, 1, 1)).days).sum() == 300
+    md = pq.read_metadata(days["2025-10-23"])
+    mins = [md.row_group(g).column(0).statistics.min for g in range(md.num_row_groups)]
+    assert min(mins).date() == dt.date(2025, 10, 20)  # found through ts_event statistics
+
+
+# -- layout: readers prune row groups ----------------------------------------------------------------
+
+
+def test_one_symbol_one_hour_touches_few_row_groups(make_day, tmp_path: Path) -> None:
+    """Stripes make ts_event statistics prune by time; symbol runs make ``symbol`` statistics
+    prune by symbol. DuckDB uses both by itself; pyarrow and Polars prune on ts_event but not on
+    a dictionary column's statistics, which our readers (query CLI, service) apply from the footer."""
+    path = make_day(records=200_000, symbols=SYMBOLS, date=DATE, seed=3)
+    assert ingest_parquet([path], tmp_path, options=SMALL).ok
+    f = tmp_path / f"mbo_{DATE}.parquet"
+    md = pq.read_metadata(f)
+    n = md.num_row_groups
+    sym_stats = [md.row_group(g).column(COLUMNS.index("symbol")).statistics for g in range(n)]
+    assert any(st.min == st.max == "NVDA" for st in sym_stats)  # the busy symbol has its own groups
+    lo = pd.Timestamp(f"{DATE} 15:00", tz="UTC")
+    hi = lo + pd.Timedelta(hours=1)
+    in_hour = (ds.field("ts_event") >= lo) & (ds.field("ts_event") < hi)
+    flt = (ds.field("symbol") == "AAPL") & in_hour
+    full = pq.read_table(f).filter(flt)
+    assert full.num_rows > 0
+    # pyarrow: row groups kept by ts_event statistics alone
+    (frag,) = ds.dataset(f, format="parquet").get_fragments()
+    by_time = frag.split_by_row_group(in_hour)
+    assert len(by_time) <= n // 5, (len(by_time), n)
+    assert pa.concat_tables([k.to_table(filter=flt) for k in by_time]).num_rows == full.num_rows
+    # footer statistics of symbol and ts_event together (what the lake's readers do)
+    ts = [md.row_group(g).column(COLUMNS.index("ts_event")).statistics for g in range(n)]
+    both = [
+        g
+        for g in range(n)
+        if sym_stats[g].min <= "AAPL" <= sym_stats[g].max and ts[g].max >= lo and ts[g].min < hi
+    ]
+    assert 0 < len(both) <= n // 20, (len(both), n)
+    assert pq.ParquetFile(f).read_row_groups(both).filter(flt).num_rows == full.num_rows
+    # Polars reads the same rows
+    got = pl.scan_parquet(f).filter(
+        (pl.col("symbol") == "AAPL") & pl.col("ts_event").is_between(lo, hi, closed="left")
+    )
+    assert len(got.collect()) == full.num_rows
+    duckdb = pytest.importorskip("duckdb")
+    con = duckdb.connect()
+    con.execute("PRAGMA enable_profiling='json'")
+    con.execute("PRAGMA profiling_output=?", [str(tmp_path / "profile.json")])
+    q = "SELECT count(*) FROM read_parquet(?) WHERE symbol = 'AAPL' AND ts_event >= ? AND ts_event < ?"
+    assert con.execute(q, [str(f), lo.to_pydatetime(), hi.to_pydatetime()]).fetchone()[0] == full.num_rows
+    con.execute("PRAGMA disable_profiling")
+    prof = json.loads((tmp_path / "profile.json").read_text())
+    if "total_row_groups_scanned" in prof:  # DuckDB >= 1.2 reports it
+        assert prof["total_row_groups_scanned"] <= n // 20, (prof["total_row_groups_scanned"], n)
+
+
+# -- filters, per-symbol files -----------------------------------------------------------------------
+
+
+def test_symbol_filter(day: Path, day_oracle: pd.DataFrame, tmp_path: Path) -> None:
+    s = ingest_parquet([day], tmp_path, symbols={"AAPL", "TSLA", "NOPE"}, options=SMALL)
+    assert s.ok
+    want = canonical(day_oracle[day_oracle["symbol"].isin({"AAPL", "TSLA"})])
+    assert s.rows == len(want) > 0
+    assert_lake_equals(tmp_path, want)
+    assert read_lake_info(tmp_path / f"mbo_{DATE}.parquet").sources[0].filter == ["AAPL", "NOPE", "TSLA"]
+    # a different filter is a different run: not skipped
+    assert ingest_parquet([day], tmp_path, symbols={"AAPL"}, options=SMALL).skipped == 0
+    assert_lake_equals(tmp_path, canonical(day_oracle[day_oracle["symbol"] == "AAPL"]))
+
+
+def test_symbol_filter_file_and_cli(
+    day: Path, day_oracle: pd.DataFrame, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    flt = tmp_path / "symbols.txt"
+    flt.write_text("# the two we trade\nNVDA\n\n  MSFT   # big\n")
+    assert read_symbol_filter(flt) == {"NVDA", "MSFT"}
+    monkeypatch.setenv("SYMBOL_FILTER", str(flt))
+    assert main([str(day), "--parquet", str(tmp_path / "lake"), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("ingest: 1 file, ") and "0 failed" in out.out and out.err == ""
+    assert_lake_equals(tmp_path / "lake", canonical(day_oracle[day_oracle["symbol"].isin({"NVDA", "MSFT"})]))
+    # --symbols wins over SYMBOL_FILTER
+    assert main([str(day), "--parquet", str(tmp_path / "l2"), "-q", "--symbols", "AMD"]) == 0
+    assert_lake_equals(tmp_path / "l2", canonical(day_oracle[day_oracle["symbol"] == "AMD"]))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    monkeypatch.setenv("SYMBOL_FILTER", str(empty))
+    assert main([str(day), "--parquet", str(tmp_path / "l3"), "-q"]) == 1
+    assert "empty.txt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("day_files", [True, False])
+def test_by_symbol_files(day: Path, day_oracle: pd.DataFrame, tmp_path: Path, day_files: bool) -> None:
+    s = ingest_parquet([day], tmp_path, by_symbol=True, day_files=day_files, options=SMALL)
+    assert s.ok
+    files = list_lake(tmp_path, by_symbol=True)
+    assert sorted(f.symbol for f in files) == sorted(SYMBOLS)
+    assert all(f.path.name == f"mbo_{f.symbol}_{DATE}.parquet" for f in files)
+    assert_lake_equals(tmp_path, day_oracle, by_symbol=True)
+    for f in files:
+        info = read_lake_info(f.path)
+        assert info.symbol == f.symbol and info.rows == (day_oracle["symbol"] == f.symbol).sum()
+        ts = pq.read_table(f.path).column("ts_event").cast(pa.int64()).to_numpy()
+        assert (np.diff(ts) >= 0).all()
+    assert bool(list_lake(tmp_path)) == day_files
+    assert ingest_parquet([day], tmp_path, by_symbol=True, day_files=day_files, options=SMALL).skipped == 1
+
+
+# -- reruns ------------------------------------------------------------------------------------------
+
+
+def test_rerun_skips_exactly_and_force_rewrites(day: Path, day_oracle: pd.DataFrame, tmp_path: Path) -> None:
+    assert ingest_parquet([day], tmp_path, options=SMALL).rows == 30_000
+    out = tmp_path / f"mbo_{DATE}.parquet"
+    inode = out.stat().st_ino
+    s = ingest_parquet([day], tmp_path, options=SMALL)
+    assert (s.skipped, s.rows, s.outputs) == (1, 0, []) and out.stat().st_ino == inode
+    assert is_complete(day, tmp_path)
+    s = ingest_parquet([day], tmp_path, force=True, options=SMALL)
+    assert (s.skipped, s.rows) == (0, 30_000) and out.stat().st_ino != inode
+    assert_lake_equals(tmp_path, day_oracle)
+    # a source that changed on disk (new mtime) replaces its own rows, never doubles them
+    os.utime(day, ns=(day.stat().st_atime_ns, day.stat().st_mtime_ns + 1))
+    try:
+        assert not is_complete(day, tmp_path)
+        assert ingest_parquet([day], tmp_path, options=SMALL).rows == 30_000
+        assert_lake_equals(tmp_path, day_oracle)
+    finally:
+        os.utime(day, ns=(day.stat().st_atime_ns, day.stat().st_mtime_ns - 1))
+
+
+def test_incomplete_day_is_not_skipped(midnight_file: Path, tmp_path: Path) -> None:
+    """A lost day file (or one with a different row count) makes the source run again."""
+    assert ingest_parquet([midnight_file], tmp_path, options=SMALL).ok
+    (tmp_path / "mbo_2025-10-23.parquet").unlink()
+    assert not is_complete(midnight_file, tmp_path)
+    s = ingest_parquet([midnight_file], tmp_path, options=SMALL)
+    assert s.skipped == 0 and s.rows == 12_000
+    assert_lake_equals(tmp_path, oracle(midnight_file))
+
+
+def test_killed_run_leaves_no_partial_file_and_rerun_is_exact(
+    day: Path, day_oracle: pd.DataFrame, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        import engine.lake.encode as enc
+        slow = enc.encode_stripe
+        def encode(*a):
+            time.sleep(0.05)
+            return slow(*a)
+        enc.encode_stripe = encode
+        from engine.lake.ingest import ingest_parquet
+        opts = enc.ParquetOptions(stripe_rows=1024, row_group_rows=256, max_row_group_rows=512)
+        ingest_parquet([{str(day)!r}], {str(lake)!r}, jobs=1, options=opts)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if lake.is_dir() and any(p.name.endswith(".tmp") for p in lake.iterdir()):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(0.2)  # the workers die with their parent
+    assert not list_lake(lake) and not no_temps(lake)  # temporaries only, no final name
+    s = ingest_parquet([day], lake, options=SMALL)
+    assert s.ok and s.rows == 30_000 and s.skipped == 0
+    assert_lake_equals(lake, day_oracle)
+    assert no_temps(lake)
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+
+def test_corrupt_file_among_good_ones(day: Path, day_oracle: pd.DataFrame, tmp_path: Path, capsys) -> None:
+    good2 = sample_path("databento-python/IFEU.IMPACT/test_data.mbo.dbn.zst")
+    data = day.read_bytes()
+    truncated = tmp_path / "in" / "truncated.dbn.zst"
+    truncated.parent.mkdir()
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    garbage = tmp_path / "in" / "garbage.dbn.zst"
+    garbage.write_bytes(b"this is not a DBN file at all" * 100)
+    lake = tmp_path / "lake"
+    s = ingest_parquet([truncated, day, garbage, good2], lake, jobs=2, options=SMALL)
+    assert {Path(p).name for p, _ in s.failed} == {"truncated.dbn.zst", "garbage.dbn.zst"}
+    for p, message in s.failed:
+        assert Path(p).name in message and "Traceback" not in message
+    assert s.rows == 30_000 + 4
+    assert_lake_equals(lake, canonical(pd.concat([day_oracle, oracle(good2)])))
+    assert all(src.name != "truncated.dbn.zst" for f in lake_paths(lake) for src in read_lake_info(f).sources)
+    assert no_temps(lake)
+    # the CLI: non-zero exit, one clear line per failed file, a summary
+    code = main([str(truncated), str(day), "--parquet", str(lake), "-q"])
+    out = capsys.readouterr()
+    assert code == 1
+    assert "FAILED" in out.err and "truncated.dbn.zst" in out.err and "1 skipped, 1 failed" in out.out
+
+
+def test_inputs_dirs_and_data_dir(day: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / day.name).symlink_to(day)
+    (d / "notes.txt").write_text("not a day file")
+    assert find_inputs([d]) == [d / day.name]
+    monkeypatch.setenv("DATA_DIR", str(d))
+    assert main(["--parquet", str(tmp_path / "lake"), "-q"]) == 0
+    assert "1 file, 30,000 rows" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing.dbn.zst"), "--parquet", str(tmp_path / "lake")]) == 1
+    assert "missing.dbn.zst: no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--no-day-files", "--parquet", str(tmp_path)])
+    assert exc.value.code == 2
+
+
+class RowCounter:
+    """A second sink fed from the same decoded blocks (as the QuestDB sink will be)."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def __call__(self, path: Path) -> CountingSink:
+        return CountingSink(Path(self.out) / f"{path.name}.rows")
+
+
+class CountingSink(FileSink):
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.rows = 0
+
+    def write(self, block: ColumnBlock) -> None:
+        self.rows += len(block)
+
+    def close(self) -> SinkResult:
+        self.target.write_text(str(self.rows))
+        return SinkResult(rows=self.rows, outputs=[str(self.target)])
+
+    def abort(self) -> None:
+        pass
+
+
+def test_extra_sinks_share_the_decode(day: Path, day_oracle: pd.DataFrame, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    s = ingest_parquet([day], lake, extra_sinks=[RowCounter(str(tmp_path))], options=SMALL)
+    assert s.ok and (tmp_path / f"{day.name}.rows").read_text() == "30000"
+    assert_lake_equals(lake, day_oracle)
+    inode = (lake / f"mbo_{DATE}.parquet").stat().st_ino
+    (tmp_path / f"{day.name}.rows").unlink()
+    s = ingest_parquet([day], lake, extra_sinks=[RowCounter(str(tmp_path))], options=SMALL)
+    # the lake already holds the day: its sink does nothing; the other sink still gets every row
+    assert s.ok and s.skipped == 0 and (tmp_path / f"{day.name}.rows").read_text() == "30000"
+    assert (lake / f"mbo_{DATE}.parquet").stat().st_ino == inode

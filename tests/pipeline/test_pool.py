@@ -1,0 +1,122 @@
+"""The process pool: files in order, dying workers and helpers, shared slots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import engine.lake.encode as encode
+from engine.dbn.columns import ColumnBlock
+from engine.errors import SinkError
+from engine.lake.encode import ParquetOptions, offload_spec
+from engine.lake.layout import (
+    list_lake,
+)
+from engine.pipeline.offload import slot_views
+from engine.pipeline.pool import run_pipeline
+from engine.pipeline.process import ProgressEvent
+from engine.pipeline.sinks import FileSink, SinkResult
+from tests.support.samples import sample_path
+
+
+class CountSink(FileSink):
+    """Counts rows; dies (the whole worker process) or fails on request."""
+
+    def __init__(self, path: Path, die_on: str | None, fail_on: str | None) -> None:
+        self.path = path
+        self.rows = 0
+        if fail_on is not None and fail_on in str(path):
+            msg = f"{path.name}: refused by the test sink"
+            raise SinkError(msg)
+        self.die = die_on is not None and die_on in str(path)
+
+    def write(self, block: ColumnBlock) -> None:
+        if self.die:
+            os._exit(7)
+        self.rows += len(block)
+
+    def close(self) -> SinkResult:
+        return SinkResult(rows=self.rows, outputs=[f"{self.path.name}:{self.rows}"])
+
+    def abort(self) -> None:
+        pass
+
+
+class CountFactory:
+    def __init__(self, die_on: str | None = None, fail_on: str | None = None) -> None:
+        self.die_on = die_on
+        self.fail_on = fail_on
+
+    def __call__(self, path: Path) -> FileSink:
+        return CountSink(path, self.die_on, self.fail_on)
+
+
+SAMPLES = [
+    "databento-dbn/test_data.mbo.v1.dbn.zst",
+    "databento-python/GLBX.MDP3/test_data.mbo.dbn.zst",
+    "databento-python/IFEU.IMPACT/test_data.mbo.dbn.zst",
+    "databento-python/XNAS.ITCH/test_data.mbo.dbn.zst",
+]
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_pool_runs_every_file_in_order(jobs: int) -> None:
+    paths = [sample_path(s) for s in SAMPLES]
+    events: list[ProgressEvent] = []
+    outs = run_pipeline(paths, [CountFactory()], jobs=jobs, report=events.append)
+    assert [o.path for o in outs] == [str(p) for p in paths] and all(o.ok for o in outs)
+    assert [o.rows for o in outs] == [2, 4, 4, 4]
+    assert {e.index for e in events if e.done} == {0, 1, 2, 3}
+    assert run_pipeline(paths, [CountFactory()], inline=True)[3].outputs == outs[3].outputs
+
+
+def test_worker_death_fails_only_its_file() -> None:
+    paths = [sample_path(s) for s in SAMPLES]
+    outs = run_pipeline(paths, [CountFactory(die_on="GLBX")], jobs=2)
+    failed = [o for o in outs if not o.ok]
+    assert [Path(o.path).parent.name for o in failed] == ["GLBX.MDP3"]
+    assert "worker process died (exit code 7)" in failed[0].message
+    assert sum(o.ok for o in outs) == 3
+
+
+def test_sink_error_is_reported_with_the_file() -> None:
+    paths = [sample_path(s) for s in SAMPLES]
+    outs = run_pipeline(paths, [CountFactory(fail_on="IFEU")], jobs=1)
+    assert [o.ok for o in outs] == [True, True, False, True]
+    assert outs[2].message == "test_data.mbo.dbn.zst: refused by the test sink"
+
+
+_REAL_ENCODE = encode.encode_stripe
+
+
+def _dying_encode(arrays: dict, job: encode.StripeJob, options: ParquetOptions) -> int:
+    """Runs in the encoder process: dies on the stripes of 2020-12-28."""
+    if job.day == "2020-12-28":
+        os._exit(9)
+    return _REAL_ENCODE(arrays, job, options)
+
+
+def test_encoder_death_fails_its_file_and_a_new_encoder_takes_over(tmp_path: Path, monkeypatch) -> None:
+    from engine.lake.ingest import ParquetSinkFactory
+
+    monkeypatch.setattr(encode, "encode_stripe", _dying_encode)
+    paths = [sample_path(SAMPLES[3]), sample_path(SAMPLES[2])]  # 2020-12-28, then 2024-01-18
+    outs = run_pipeline(paths, [ParquetSinkFactory(str(tmp_path))], jobs=1)
+    assert not outs[0].ok and "encoder process died" in outs[0].message
+    assert outs[1].ok and [Path(o).name for o in outs[1].outputs] == ["mbo_2024-01-18.parquet"]
+    assert [f.path.name for f in list_lake(tmp_path)] == ["mbo_2024-01-18.parquet"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_slot_views_do_not_overlap() -> None:
+    buf = bytearray(10 << 20)
+    opts = ParquetOptions(stripe_rows=1000, slots=3)
+    slots = slot_views(buf, offload_spec(opts))
+    for i, s in enumerate(slots):
+        for j, a in enumerate(s.values()):
+            a[:] = i * 20 + j
+    for i, s in enumerate(slots):
+        for j, a in enumerate(s.values()):
+            assert len(a) == 1000 and (a == i * 20 + j).all()

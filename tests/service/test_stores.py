@@ -1,0 +1,310 @@
+"""Lake and QuestDB stores: the same rows as a plain NumPy reference over the source DBN files.
+
+The reference filters the engine's columns of the DBN files (no lake, no store involved) and
+sorts them by (ts_event, ts_recv, sequence), stable. The QuestDB store runs against
+:class:`service.testing.FakeQuestDB`, an ``/exec`` server over the same rows.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine.dbn.columns import MBO_SCHEMA, iter_column_blocks
+from engine.errors import ConfigError, QueryError, StoreUnavailableError
+from engine.lake.ingest import ingest_parquet
+from service.resources.data import page_end
+from service.stores.base import KEY_COLUMNS, Cursor, RangeQuery, check_symbol, limit_batches
+from service.stores.lake import LakeStore
+from service.stores.questdb import QuestDBStore, parse_questdb_url, sql_symbol
+from service.timeparse import parse_datetime
+from tests.support.samples import sample_path
+from tests.support.service import FakeQuestDB, lake_table, make_lake
+from tests.support.tables import plain
+
+NS = 1_000_000_000
+DATES = ("2025-10-22", "2025-10-23")
+SYMBOLS = ("NVDA", "AAPL", "MSFT")
+TIE = 600 * NS
+
+
+def source_table(paths) -> pa.Table:
+    return pa.Table.from_batches(
+        [b.to_arrow() for p in paths for b in iter_column_blocks(p)]
+    ).combine_chunks()
+
+
+def reference(src: pa.Table, symbol: str, start: int, end: int, actions=None) -> pa.Table:
+    ts = src.column("ts_event").cast(pa.int64()).to_numpy()
+    sym = np.asarray(src.column("symbol").cast(pa.string()).to_pylist(), dtype=object)
+    mask = (sym == symbol) & (ts >= start) & (ts <= end)
+    if actions:
+        mask &= np.isin(np.asarray(src.column("action").cast(pa.string()).to_pylist(), dtype=object), actions)
+    t = src.filter(pa.array(mask))
+    key = [t.column(c).cast(pa.int64()).to_numpy() for c in KEY_COLUMNS]
+    return t.take(np.lexsort(key[::-1]))
+
+
+def scanned(store, query, columns=None, batch_rows=4_096) -> pa.Table:
+    batches = list(store.scan(query, columns=columns, batch_rows=batch_rows))
+    assert all(b.num_rows <= batch_rows for b in batches)
+    schema = MBO_SCHEMA if columns is None else pa.schema([f for f in MBO_SCHEMA if f.name in columns])
+    for b in batches:
+        assert b.schema == schema
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+@pytest.fixture(scope="module")
+def two_days(tmp_path_factory):
+    lake, files = make_lake(tmp_path_factory.mktemp("stores"), 40_000, SYMBOLS, DATES, seed=3, by_symbol=True)
+    return lake, files, source_table(files)
+
+
+@pytest.fixture(scope="module")
+def ties_lake(tmp_path_factory, two_days):
+    """A lake in arrival order with ts_event cut to 10 minutes: long runs of equal ts_event,
+    every row group overlapping the others (the merge's worst case)."""
+    _, _, src = two_days
+    ts = src.column("ts_event").cast(pa.int64()).to_numpy() // TIE * TIE
+    t = src.set_column(0, "ts_event", pa.array(ts).cast(MBO_SCHEMA.field("ts_event").type))
+    d = tmp_path_factory.mktemp("ties")
+    pq.write_table(t, d / "mbo_2025-10-22.parquet", row_group_size=3_000)
+    return d, t
+
+
+@pytest.fixture(scope="module")
+def fake(two_days):
+    lake, _, _ = two_days
+    f = FakeQuestDB(lake_table(lake))
+    url = f.start()
+    yield f, url
+    f.stop()
+
+
+@pytest.fixture(scope="module")
+def ties_fake(ties_lake):
+    f = FakeQuestDB(ties_lake[1])
+    url = f.start()
+    yield f, url
+    f.stop()
+
+
+def windows(src: pa.Table, symbol: str) -> list[tuple[int, int]]:
+    ts = np.sort(
+        src.filter(pa.compute.equal(src.column("symbol").cast(pa.string()), symbol))
+        .column("ts_event")
+        .cast(pa.int64())
+        .to_numpy()
+    )
+    lo, hi = int(ts[0]), int(ts[-1])
+    mid = int(ts[len(ts) // 2])
+    return [
+        (lo, hi),  # everything, both days
+        (0, 2**63 - 1),
+        (mid, mid + 60 * NS),  # one minute
+        (mid - 1800 * NS, mid + 1800 * NS),  # one hour
+        (parse_datetime("2025-10-22 23:30"), parse_datetime("2025-10-23 08:30")),  # across the two days
+        (int(ts[10]), int(ts[10])),  # a single timestamp
+        (hi + 1, hi + 10 * NS),  # after the end: empty
+    ]
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+def test_lake_scan_equals_reference(two_days, symbol):
+    lake, _, src = two_days
+    store = LakeStore(lake)
+    for start, end in windows(src, symbol):
+        q = RangeQuery(symbol, start, end)
+        ref = reference(src, symbol, start, end)
+        got = scanned(store, q)
+        assert plain(got) == plain(ref), (symbol, start, end)
+        assert store.count(q) == ref.num_rows
+
+
+def test_lake_symbols_and_ranges(two_days):
+    lake, _, src = two_days
+    store = LakeStore(lake)
+    assert store.symbols() == sorted(SYMBOLS)
+    for s in SYMBOLS:
+        ref = reference(src, s, 0, 2**63 - 1)
+        r = store.time_range(s)
+        ts = ref.column("ts_event").cast(pa.int64()).to_numpy()
+        assert (r.start, r.end, r.rows) == (int(ts.min()), int(ts.max()), ref.num_rows)
+    assert store.time_range("ZZZZ") is None
+    assert not store.has_symbol("ZZZZ")
+
+
+def test_day_files_and_per_symbol_files_agree(two_days, tmp_path):
+    lake, files, src = two_days
+    day_only = tmp_path / "day_only"
+    ingest_parquet(files, day_only, quiet=True, jobs=1)
+    a, b = LakeStore(lake), LakeStore(day_only)
+    for start, end in windows(src, "NVDA")[:5]:
+        q = RangeQuery("NVDA", start, end)
+        assert plain(scanned(a, q)) == plain(scanned(b, q))
+
+
+def test_columns_subset_and_actions(two_days):
+    lake, _, src = two_days
+    store = LakeStore(lake)
+    q = RangeQuery("NVDA", 0, 2**63 - 1, actions=("T",))
+    got = scanned(store, q, columns=("ts_event", "price_raw", "size"))
+    ref = reference(src, "NVDA", 0, 2**63 - 1, actions=["T"])
+    assert got.column_names == ["ts_event", "price_raw", "size"]
+    assert plain(got) == plain(ref.select(["ts_event", "price_raw", "size"]))
+    assert ref.num_rows > 0
+    assert store.count(q) == ref.num_rows
+
+
+def test_snapshot_rows_found_by_ts_event_not_file_day(tmp_path):
+    """GLBX day files open with a book snapshot stamped (ts_event) the day before."""
+    sample = str(sample_path("databento-python/GLBX.MDP3/test_data.mbo.dbn.zst"))
+    ingest_parquet([sample], tmp_path, quiet=True, jobs=1)
+    src = source_table([sample])
+    store = LakeStore(tmp_path)
+    (symbol,) = store.symbols()
+    ts = src.column("ts_event").cast(pa.int64()).to_numpy()
+    recv = src.column("ts_recv").cast(pa.int64()).to_numpy()
+    assert (ts // (86_400 * NS) < recv // (86_400 * NS)).any()  # the premise: earlier days
+    day0 = int(ts.min()) // (86_400 * NS) * 86_400 * NS
+    q = RangeQuery(symbol, day0, day0 + 86_400 * NS - 1)
+    ref = reference(src, symbol, q.start, q.end)
+    assert ref.num_rows > 0
+    assert plain(scanned(store, q)) == plain(ref)
+
+
+def busy_start(t: pa.Table, symbol: str) -> int:
+    ts = reference(t, symbol, 0, 2**63 - 1).column("ts_event").cast(pa.int64()).to_numpy()
+    return int(ts[len(ts) // 2])
+
+
+def pages(store, query: RangeQuery, limit: int) -> list[pa.Table]:
+    out, q = [], query
+    for _ in range(10_000):
+        end = page_end(store, q, limit, batch_rows=97)
+        t = pa.Table.from_batches(list(limit_batches(store.scan(q, batch_rows=97), limit)), schema=MBO_SCHEMA)
+        assert t.num_rows == end.rows <= limit
+        out.append(t)
+        if end.next_cursor is None:
+            return out
+        q = RangeQuery(query.symbol, query.start, query.end, after=end.next_cursor)
+    raise AssertionError("paging did not end")
+
+
+@pytest.mark.parametrize("limit", [1, 7, 250, 5_000])
+def test_cursor_pages_join_to_the_whole_answer_with_long_ties(ties_lake, limit):
+    d, t = ties_lake
+    store = LakeStore(d)
+    start = busy_start(t, "NVDA")
+    q = RangeQuery("NVDA", start, start + 3 * TIE) if limit < 250 else RangeQuery("NVDA", 0, 2**63 - 1)
+    ref = reference(t, "NVDA", q.start, q.end)
+    assert ref.num_rows > 2 * limit or limit == 5_000
+    runs = np.unique(ref.column("ts_event").cast(pa.int64()).to_numpy(), return_counts=True)[1]
+    assert runs.max() > min(limit, 20)  # pages end inside runs of equal ts_event
+    parts = pages(store, q, limit)
+    assert plain(pa.concat_tables(parts)) == plain(ref)
+    assert all(p.num_rows == limit for p in parts[:-1])
+
+
+def test_cursor_token_round_trip_and_rejects():
+    c = Cursor(1761130860010235508, 1761130860010245508, 4_000_000_000, 3)
+    assert Cursor.decode(c.encode()) == c
+    for bad in ("", "x", "!!!!", Cursor(1, 2, 3, 1).encode()[:-3] + "AAA", "MTox", 5, None, "A" * 500):
+        with pytest.raises(QueryError, match="cursor"):
+            Cursor.decode(bad)
+
+
+# -- QuestDB ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page_rows", [2, 1_000, 100_000])
+def test_questdb_store_equals_lake(two_days, fake, page_rows):
+    lake, _, src = two_days
+    _f, url = fake
+    qdb, lk = QuestDBStore(url, page_rows=page_rows), LakeStore(lake)
+    assert qdb.symbols() == lk.symbols()
+    for s in SYMBOLS:
+        assert qdb.time_range(s) == lk.time_range(s)
+    w = windows(src, "AAPL")
+    for start, end in [w[2], w[5], w[6]] if page_rows == 2 else w:  # tiny pages: short windows only
+        q = RangeQuery("AAPL", start, end)
+        assert plain(scanned(qdb, q)) == plain(scanned(lk, q))
+        assert qdb.count(q) == lk.count(q)
+    if page_rows == 2:
+        return
+    q = RangeQuery("NVDA", 0, 2**63 - 1, actions=("T",))
+    cols = ("ts_event", "price_raw", "size")
+    assert plain(scanned(qdb, q, cols)) == plain(scanned(lk, q, cols))
+    assert qdb.time_range("ZZZZ") is None
+
+
+@pytest.mark.parametrize("limit", [3, 400])
+def test_questdb_pages_with_long_ties(ties_lake, ties_fake, limit):
+    d, t = ties_lake
+    _, url = ties_fake
+    qdb, lk = QuestDBStore(url, page_rows=5), LakeStore(d)
+    start = busy_start(t, "MSFT")
+    q = RangeQuery("MSFT", start, start + 5 * TIE)
+    whole = scanned(qdb, q)
+    assert plain(whole) == plain(scanned(lk, q)) == plain(reference(t, "MSFT", q.start, q.end))
+    assert plain(pa.concat_tables(pages(qdb, q, limit))) == plain(whole)
+    # pages of 5 rows inside runs of equal ts_event took the whole-run branch
+    assert any(" AND ts_event = " in sql for sql in ties_fake[0].queries)
+
+
+def test_questdb_sql_never_carries_request_text(fake):
+    f, url = fake
+    store = QuestDBStore(url)
+    before = len(f.queries)
+    for bad in ("NVDA'; DROP TABLE mbo_ticks; --", "' OR '1'='1", "", "A" * 40, "NV\nDA", " NVDA"):
+        with pytest.raises(QueryError):
+            store.scan(RangeQuery(bad, 0, 1)).__next__()
+        with pytest.raises(QueryError):
+            store.count(RangeQuery(bad, 0, 1))
+    assert len(f.queries) == before
+    assert sql_symbol("BRK.B") == "'BRK.B'"
+    with pytest.raises(QueryError):
+        check_symbol("x'y")
+
+
+def test_questdb_errors_are_store_unavailable(fake, two_days):
+    f, url = fake
+    with pytest.raises(StoreUnavailableError, match="does not exist"):
+        QuestDBStore(url, table="no_such_table").ping()
+    f.down = True
+    try:
+        with pytest.raises(StoreUnavailableError, match="not JSON"):
+            QuestDBStore(url).symbols()
+    finally:
+        f.down = False
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreUnavailableError, match="does not answer"):
+        QuestDBStore(f"http://127.0.0.1:{port}", timeout=2).ping()
+
+
+def test_questdb_config_checks():
+    assert parse_questdb_url("http://localhost:9000") == ("http", "localhost", 9000)
+    assert parse_questdb_url("http::addr=10.0.0.5:9001;") == ("http", "10.0.0.5", 9001)
+    assert parse_questdb_url("qdb.local") == ("http", "qdb.local", 9000)
+    for bad in ("ftp://x:1", "http://:9000", "http://h:notaport"):
+        with pytest.raises(ConfigError):
+            parse_questdb_url(bad)
+    with pytest.raises(ConfigError, match="table"):
+        QuestDBStore("http://127.0.0.1:9000", table="mbo; DROP")
+
+
+def test_lake_missing_is_unavailable(tmp_path):
+    store = LakeStore(tmp_path / "nope")
+    with pytest.raises(StoreUnavailableError, match="does not exist"):
+        store.ping()
+    with pytest.raises(StoreUnavailableError):
+        store.symbols()
+    empty = LakeStore(tmp_path)
+    assert empty.symbols() == []
+    assert empty.ping()["files"] == 0
