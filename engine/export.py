@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.errors import DatapairError
+from engine.cli import ArgumentParser, run_cli
 from engine.inputs import date_arg
 from engine.progress import summary_line
 from engine.questdb.export import day_range, export_days
@@ -22,7 +22,7 @@ __all__ = ["main", "make_parser"]
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``datapair-export`` argument parser."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="datapair-export",
         description="Export QuestDB's mbo_ticks into the Parquet lake, one UTC day (of ts_recv) at a time, "
         "verified against count() and written atomically.",
@@ -69,34 +69,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.end <= args.start:
             parser.error(f"--end {args.end} must be after --start {args.start} (--end is exclusive)")
         days = day_range(args.start, args.end)
-    try:
+
+    def run() -> int:
         client = ExportClient(args.url, timeout=args.timeout, retries=args.retries)
         summary = export_days(
-            days,
-            args.output,
-            symbol=args.symbol,
-            table=args.table,
-            force=args.force,
-            quiet=args.quiet,
+            days, args.output, symbol=args.symbol, table=args.table, force=args.force, quiet=args.quiet,
             client=client,
-        )
-    except DatapairError as exc:
-        print(f"datapair-export: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("datapair-export: interrupted; no partial file was left", file=sys.stderr)
-        return 130
-    skipped = len(summary.skipped)
-    for d in summary.empty:
-        print(
-            f"export: no rows in QuestDB for {d.day}{f' and {args.symbol}' if args.symbol else ''}: no file written",
-            file=sys.stderr,
-        )
-    line = summary_line(
-        summary.rows, summary.seconds, files=len(summary.written), skipped=skipped, failed=0, label="export"
-    )
-    print(line, file=sys.stderr)
-    return 0
+        )  # fmt: skip
+        for d in summary.empty:
+            which = f" and {args.symbol}" if args.symbol else ""
+            print(f"datapair-export: no rows in QuestDB for {d.day}{which}: no file written", file=sys.stderr)
+        line = summary_line(
+            summary.rows, summary.seconds, files=len(summary.written), skipped=len(summary.skipped), failed=0,
+            label="export",
+        )  # fmt: skip
+        print(line, file=sys.stderr)
+        return 0
+
+    return run_cli("datapair-export", run)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from engine.cli import ArgumentParser, run_cli
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
-from engine.errors import DatapairError
-from engine.inputs import parse_symbols, read_symbol_filter
+from engine.inputs import find_inputs, nearest, parse_symbols, read_symbol_filter
 from engine.lake.ingest import default_jobs, ingest_parquet
 from engine.questdb.args import add_questdb_arguments, questdb_options_from_args
 from engine.questdb.ingest import ingest_questdb, questdb_sink_factory
@@ -28,7 +28,7 @@ DEFAULT_LAKE = "data/parquet"
 
 
 def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="datapair-ingest",
         description=(
             "Convert Databento MBO files (DBN v1-v3, .dbn or .dbn.zst) into a Parquet lake: one "
@@ -45,7 +45,12 @@ def make_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="*", help="DBN files or directories of *.dbn.zst (default: $DATA_DIR)")
+    p.add_argument(
+        "paths", nargs="*", help="DBN files, or directories of *.dbn.zst and *.dbn files (default: $DATA_DIR)"
+    )
+    p.add_argument(
+        "--recursive", "-r", action="store_true", help="search directories below the given ones too"
+    )
     p.add_argument(
         "--parquet",
         metavar="DIR",
@@ -63,7 +68,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--symbol-filter",
         metavar="FILE",
-        default=os.environ.get("SYMBOL_FILTER"),
+        default=None,
         help="keep only the symbols in FILE, one per line, # comments (default: $SYMBOL_FILTER)",
     )
     p.add_argument(
@@ -87,6 +92,30 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _symbols(args: argparse.Namespace, parser: argparse.ArgumentParser) -> set[str] | None:
+    if args.symbols is not None:
+        symbols = parse_symbols(args.symbols)
+        if not symbols:
+            parser.error("--symbols names no symbol")
+        return symbols
+    if args.symbol_filter:
+        return read_symbol_filter(args.symbol_filter, "--symbol-filter")
+    if os.environ.get("SYMBOL_FILTER"):
+        return read_symbol_filter(os.environ["SYMBOL_FILTER"], "SYMBOL_FILTER")
+    return None
+
+
+def _warn_unmatched(wanted: set[str], matched: set[str], known: set[str]) -> None:
+    missing = sorted(wanted - matched)
+    if not missing:
+        return
+    hints = []
+    for s in missing:
+        near = nearest(s, sorted(known))
+        hints.append(f"{s} (nearest: {', '.join(near)})" if near else s)
+    print(f"datapair-ingest: warning: no rows for {', '.join(hints)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``datapair-ingest`` / ``python -m engine.ingest``; returns the exit status."""
     parser = make_parser()
@@ -97,45 +126,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
     if args.block_mb <= 0:
         parser.error("--block-mb must be positive")
-    try:
-        symbols: set[str] | None = None
-        if args.symbols is not None:
-            symbols = parse_symbols(args.symbols)
-            if not symbols:
-                parser.error("--symbols names no symbol")
-        elif args.symbol_filter:
-            symbols = read_symbol_filter(args.symbol_filter)
-        paths = args.paths or [os.environ.get("DATA_DIR", DEFAULT_DATA_DIR)]
-        qdb = questdb_options_from_args(args)
-        if qdb is not None and args.parquet is None:  # QuestDB alone
-            qsummary = ingest_questdb(
-                paths,
-                options=qdb,
-                symbols=symbols,
-                quiet=args.quiet,
-                block_bytes=int(args.block_mb * (1 << 20)),
-            )
-            print(qsummary.line())
-            return qsummary.exit_code
-        extra = [questdb_sink_factory(qdb, symbols)] if qdb is not None else []
-        summary = ingest_parquet(
-            paths,
-            args.parquet or os.environ.get("DATAPAIR_LAKE", DEFAULT_LAKE),
-            by_symbol=args.by_symbol,
-            day_files=not args.no_day_files,
-            symbols=symbols,
-            jobs=args.jobs,
-            force=args.force,
-            quiet=args.quiet,
-            block_bytes=int(args.block_mb * (1 << 20)),
-            extra_sinks=extra,
-        )
-    except DatapairError as exc:
-        print(f"datapair-ingest: error: {exc}", file=sys.stderr)
-        return 1
+    return run_cli("datapair-ingest", lambda: _run(args, parser))
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    symbols = _symbols(args, parser)
+    inputs = find_inputs(args.paths or [os.environ.get("DATA_DIR", DEFAULT_DATA_DIR)], args.recursive)
+    block_bytes = int(args.block_mb * (1 << 20))
+    qdb = questdb_options_from_args(args)
+    if qdb is not None and args.parquet is None:  # QuestDB alone
+        qsummary = ingest_questdb(inputs, options=qdb, symbols=symbols, quiet=args.quiet, block_bytes=block_bytes)
+        print(qsummary.line())
+        return qsummary.exit_code
+    extra = [questdb_sink_factory(qdb, symbols)] if qdb is not None else []
+    summary = ingest_parquet(
+        inputs,
+        args.parquet or os.environ.get("DATAPAIR_LAKE", DEFAULT_LAKE),
+        by_symbol=args.by_symbol,
+        day_files=not args.no_day_files,
+        symbols=symbols,
+        jobs=args.jobs,
+        force=args.force,
+        quiet=args.quiet,
+        block_bytes=block_bytes,
+        extra_sinks=extra,
+    )
     for path, message in summary.failed:
         what = message if path in message else f"{path}: {message}"
         print(f"datapair-ingest: FAILED {what}", file=sys.stderr)
+    if symbols is not None and not summary.skipped:
+        _warn_unmatched(symbols, summary.symbols_matched, summary.symbols_known)
     print(summary.line())
     return 0 if summary.ok else 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.errors import ConfigError
 
-__all__ = ["date_arg", "find_inputs", "parse_symbols", "read_symbol_filter"]
+__all__ = ["DBN_PATTERNS", "date_arg", "find_inputs", "nearest", "parse_symbols", "read_symbol_filter"]
 
 
 def parse_symbols(text: str) -> set[str]:
@@ -26,8 +26,10 @@ def parse_symbols(text: str) -> set[str]:
     return out
 
 
-def read_symbol_filter(path: str | os.PathLike[str]) -> set[str]:
+def read_symbol_filter(path: str | os.PathLike[str], source: str = "--symbol-filter") -> set[str]:
     """Symbols from a filter file: one per line, ``#`` starts a comment, blank lines ignored.
+
+    ``source`` says where the path came from (``--symbol-filter`` or ``SYMBOL_FILTER``), for messages.
 
     Raises
     ------
@@ -38,7 +40,8 @@ def read_symbol_filter(path: str | os.PathLike[str]) -> set[str]:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        msg = f"SYMBOL_FILTER file {p}: cannot read it ({exc})"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        msg = f"{source} {p}: cannot read it ({reason})"
         raise ConfigError(msg) from None
     symbols = set()
     for line in text.splitlines():
@@ -46,27 +49,39 @@ def read_symbol_filter(path: str | os.PathLike[str]) -> set[str]:
         if s:
             symbols.add(s)
     if not symbols:
-        msg = f"SYMBOL_FILTER file {p}: no symbol in it, expected one symbol per line"
+        msg = f"{source} {p}: no symbol in it, expected one symbol per line"
         raise ConfigError(msg)
     return symbols
 
 
-def find_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Expand the inputs: files as given, directories scanned (not recursively) for ``*.dbn.zst``.
+DBN_PATTERNS = ("*.dbn.zst", "*.dbn")
+"""The files a directory input contributes."""
+
+
+def find_inputs(paths: Sequence[str | os.PathLike[str]], recursive: bool = False) -> list[Path]:
+    """Expand the inputs: files as given, directories scanned for ``*.dbn.zst`` and ``*.dbn``.
+
+    With ``recursive``, subdirectories too (Databento batch downloads nest files by day). Files
+    come back sorted by path within each directory, each once.
 
     Raises
     ------
     ConfigError
-        If a path does not exist or a directory holds no ``*.dbn.zst`` file.
+        If a path does not exist or a directory holds no DBN file (the message lists what was
+        looked for).
     """
     out: list[Path] = []
     seen = set()
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(q for q in p.glob("*.dbn.zst") if q.is_file())
+            found = sorted(
+                {q for pat in DBN_PATTERNS for q in (p.rglob(pat) if recursive else p.glob(pat)) if q.is_file()}
+            )
             if not found:
-                msg = f"{p}: no *.dbn.zst file in this directory"
+                where = "this directory or below it" if recursive else "this directory"
+                hint = "" if recursive else " (subdirectories are not searched without --recursive)"
+                msg = f"{p}: no {' or '.join(DBN_PATTERNS)} file in {where}{hint}"
                 raise ConfigError(msg)
         elif p.is_file():
             found = [p]
@@ -88,3 +103,12 @@ def date_arg(text: str) -> dt.date:
     except ValueError:
         msg = f"expected a date YYYY-MM-DD, got {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
+
+
+def nearest(wanted: str, known: Sequence[str], n: int = 3) -> list[str]:
+    """Up to ``n`` of ``known`` closest to ``wanted`` (for "did you mean" hints)."""
+    import difflib
+
+    exact = [k for k in known if k.casefold() == wanted.casefold()]
+    close = difflib.get_close_matches(wanted, list(known), n=n, cutoff=0.5)
+    return list(dict.fromkeys(exact + close))[:n]

@@ -19,9 +19,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.errors import DatapairError
-from engine.inputs import date_arg
+from engine.cli import ArgumentParser, run_cli
+from engine.dbn.symbology import check_symbol
+from engine.errors import QueryError
+from engine.inputs import date_arg, nearest
 from engine.lake.query import DEFAULT_LIMIT, FORMATS, format_frame, run_query
+from engine.lake.scan import lake_symbols
 
 __all__ = ["main", "make_parser"]
 
@@ -39,7 +42,7 @@ def _limit_arg(text: str) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``datapair-query`` argument parser."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="datapair-query",
         description="Query the Parquet lake (mbo_YYYY-MM-DD.parquet, mbo_SYMBOL_YYYY-MM-DD.parquet) with Polars: "
         "only the files and row groups needed are read.",
@@ -79,20 +82,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     start, end = args.start, args.end
     if args.date is not None:
         start, end = args.date, args.date + dt.timedelta(days=1)
-    try:
-        df = run_query(
-            args.dir, symbol=args.symbol, start=start, end=end, sql=args.sql, interval=args.ohlcv,
-            tz=args.tz, limit=args.limit,
-        )  # fmt: skip
-        text = format_frame(df, args.format)
-    except DatapairError as exc:
-        print(f"datapair-query: error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:  # e.g. piped into head
-        sys.stderr.close()
+    return run_cli("datapair-query", lambda: _run(args, start, end))
+
+
+def _run(args: argparse.Namespace, start: dt.date | None, end: dt.date | None) -> int:
+    if args.symbol is not None:
+        check_symbol(args.symbol, "--symbol")
+    df = run_query(
+        args.dir, symbol=args.symbol, start=start, end=end, sql=args.sql, interval=args.ohlcv,
+        tz=args.tz, limit=args.limit,
+    )  # fmt: skip
+    if args.symbol is not None and (df.height == 0 or args.sql or args.ohlcv):
+        known = lake_symbols(args.dir, start, end)
+        if args.symbol not in known:
+            near = nearest(args.symbol, sorted(known))
+            hint = f"; nearest: {', '.join(near)}" if near else ""
+            days = f" on days [{start or '...'}, {end or '...'})" if start or end else ""
+            msg = f"no rows for symbol {args.symbol!r} in {args.dir}{days}{hint}"
+            raise QueryError(msg)
+    sys.stdout.write(format_frame(df, args.format))
+    sys.stdout.flush()
     return 0
 
 

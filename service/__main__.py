@@ -8,15 +8,80 @@ import os
 import sys
 from collections.abc import Sequence
 
+from engine.cli import ArgumentParser, sigterm_as_interrupt
 from engine.errors import DatapairError, StoreUnavailableError
 
-__all__ = ["main", "make_parser", "tune_memory"]
+__all__ = ["QueueLogLimiter", "check_host", "default_threads", "main", "make_parser", "tune_memory"]
+
+
+MAX_THREADS = 256
+
+
+def default_threads() -> int:
+    """Worker threads by default: 4 per core (answers stream, so threads mostly wait on sockets), 4 to 64."""
+    return max(4, min(64, 4 * (os.cpu_count() or 1)))
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        msg = f"expected a port from 0 to 65535, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return port
+
+
+def _threads(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_THREADS:
+        msg = f"expected 1 to {MAX_THREADS} threads, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return n
+
+
+def check_host(host: str, port: int) -> str | None:
+    """Why ``host`` cannot be listened on (None if it resolves to an address)."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) and exc.strerror else str(exc)
+        return f"--host {host!r} is not an address this machine can listen on ({reason})"
+    return None
+
+
+class QueueLogLimiter(logging.Filter):
+    """Let through at most one waitress "Task queue depth" warning per ``seconds`` (with a count)."""
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.last = -float("inf")
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import time
+
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            self.suppressed += 1
+            return False
+        if self.suppressed:
+            record.msg = f"{record.msg} ({self.suppressed} more such warnings in the last {self.seconds:g} s)"
+        self.last, self.suppressed = now, 0
+        return True
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``datapair-serve`` argument parser (flags override the environment)."""
     env = os.environ
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="datapair-serve",
         description="Serve MBO records over HTTP (Falcon on waitress): the seed's POST /data and /time "
         "endpoints, /api/mbo chart API, /health, /openapi.json. Reads the Parquet lake at "
@@ -36,15 +101,16 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--port",
-        type=int,
-        default=int(env.get("DATAPAIR_PORT", "8080")),
-        help="port (default 8080, env DATAPAIR_PORT)",
+        type=_port,
+        default=env.get("DATAPAIR_PORT", "8080"),
+        help="port, 0 for any free one (default 8080, env DATAPAIR_PORT)",
     )
     p.add_argument(
         "--threads",
-        type=int,
-        default=int(env.get("DATAPAIR_THREADS", "8")),
-        help="waitress worker threads (default 8)",
+        type=_threads,
+        default=env.get("DATAPAIR_THREADS", str(default_threads())),
+        help=f"waitress worker threads, 1 to {MAX_THREADS} (default 4 per core, {default_threads()} here; "
+        "env DATAPAIR_THREADS)",
     )
     p.add_argument(
         "--store",
@@ -101,36 +167,37 @@ def tune_memory() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until interrupted; return the exit code."""
+    """Serve until interrupted (SIGINT or SIGTERM: exit 0); return the exit code."""
     parser = make_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 2
+    problem = check_host(args.host, args.port)
+    if problem is not None:
+        print(f"datapair-serve: error: {problem}", file=sys.stderr)
+        return 2
     import waitress
 
     from service.app import Settings, create_app, store_from_env
 
-    env = dict(os.environ)
-    if args.lake:
-        env["DATAPAIR_LAKE"] = args.lake
+    flags = {
+        "DATAPAIR_LAKE": args.lake, "QUESTDB_URL": args.questdb_url, "QUESTDB_TABLE": args.questdb_table,
+        "DATAPAIR_DEFAULT_SYMBOL": args.default_symbol,
+    }  # fmt: skip
+    env = dict(os.environ) | {name: value for name, value in flags.items() if value}
     if args.lake_cache_mb is not None:
         env["DATAPAIR_LAKE_CACHE_MB"] = str(args.lake_cache_mb)
-    if args.questdb_url:
-        env["QUESTDB_URL"] = args.questdb_url
-    if args.questdb_table:
-        env["QUESTDB_TABLE"] = args.questdb_table
     if args.max_rows is not None:
         env["DATAPAIR_MAX_ROWS"] = str(args.max_rows)
-    if args.default_symbol:
-        env["DATAPAIR_DEFAULT_SYMBOL"] = args.default_symbol
     tune_memory()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("waitress.queue").addFilter(QueueLogLimiter())
     try:
         store = store_from_env(env, args.store)
         app = create_app(store, Settings.from_env(env))
     except DatapairError as exc:
-        print(f"datapair-serve: {exc}", file=sys.stderr)
+        print(f"datapair-serve: error: {exc}", file=sys.stderr)
         return 1
     if args.quiet:
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
@@ -143,23 +210,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"datapair-serve: warning: {exc} (serving anyway; /health answers 503 until it is fixed)",
             file=sys.stderr,
         )
-    if not args.quiet:
-        print(
-            f"datapair-serve: http://{args.host}:{args.port} store={info.kind} {info.location} threads={args.threads}",
-            file=sys.stderr,
-        )
+    cores = os.cpu_count() or 1
     try:
         # Responses stream: keep up to 16 MiB per connection in memory (the app waits when a client
         # reads slower) instead of spilling to temporary files past 1 MiB.
-        waitress.serve(
-            app, host=args.host, port=args.port, threads=args.threads, ident="datapair", _quiet=args.quiet,
+        server = waitress.create_server(
+            app, host=args.host, port=args.port, threads=args.threads, ident="datapair",
+            backlog=max(128, 128 * cores), connection_limit=max(100, 50 * args.threads),
             outbuf_overflow=32 * 2**20, outbuf_high_watermark=16 * 2**20,
         )  # fmt: skip
     except OSError as exc:
-        print(f"datapair-serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        reason = exc.strerror or str(exc)
+        print(f"datapair-serve: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
+    if not args.quiet:
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        port = getattr(server, "effective_port", args.port)
+        print(
+            f"datapair-serve: http://{host}:{port} store={info.kind} {info.location} threads={args.threads}",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        with sigterm_as_interrupt():
+            server.run()
     except KeyboardInterrupt:
-        return 0
+        pass
+    finally:
+        server.close()
+    if not args.quiet:
+        print("datapair-serve: stopped", file=sys.stderr)
     return 0
 
 

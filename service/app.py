@@ -34,7 +34,7 @@ import falcon
 
 from engine import __version__
 from engine.errors import ConfigError, DatapairError, QueryError, StoreUnavailableError
-from service.errors import NotAcceptableError, TooManyRowsError, UnknownSymbolError
+from service.errors import BodyTooLargeError, NotAcceptableError, TooManyRowsError, UnknownSymbolError
 from service.openapi import build_spec
 from service.resources import (
     BarsResource,
@@ -116,6 +116,7 @@ _STATUS: list[tuple[type[DatapairError], str, str]] = [
     (UnknownSymbolError, falcon.HTTP_404, "Unknown symbol"),
     (NotAcceptableError, falcon.HTTP_406, "Not acceptable"),
     (TooManyRowsError, falcon.HTTP_413, "Too many rows"),
+    (BodyTooLargeError, falcon.HTTP_413, "Request body too large"),
     (QueryError, falcon.HTTP_400, "Bad request"),
     (StoreUnavailableError, falcon.HTTP_503, "Store unavailable"),
     (ConfigError, falcon.HTTP_500, "Server misconfigured"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from engine.errors import QueryError
 
-__all__ = ["NotAcceptableError", "TooManyRowsError", "UnknownSymbolError"]
+__all__ = ["BodyTooLargeError", "NotAcceptableError", "TooManyRowsError", "UnknownSymbolError"]
 
 
 class UnknownSymbolError(QueryError):
@@ -20,3 +20,7 @@ class NotAcceptableError(QueryError):
 
 class TooManyRowsError(QueryError):
     """The answer would exceed the configured row cap: page it (HTTP 413)."""
+
+
+class BodyTooLargeError(QueryError):
+    """The request body is larger than the service reads (HTTP 413)."""

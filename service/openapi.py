@@ -80,6 +80,13 @@ _DATA_RESPONSES: dict[str, Any] = {
 _TIME_ANSWER = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/TimeAnswer"}}}}
 
 
+_FOLD_TEXT = (
+    "which reading of a local time a daylight-saving change repeats or skips (PEP 495); "
+    "without it such a time is a 400 naming both"
+)
+_FOLD: dict[str, Any] = {"type": "integer", "enum": [0, 1], "description": _FOLD_TEXT}
+
+
 def build_spec(version: str = "0.1.0") -> dict[str, Any]:
     """The OpenAPI document (a plain dict, JSON-ready)."""
     sym = _q("symbol", "Symbol (default NVDA)")
@@ -115,9 +122,9 @@ def build_spec(version: str = "0.1.0") -> dict[str, Any]:
                 m: {
                     "summary": "Date-time text -> ns since 1970 UTC",
                     **(
-                        {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["datetime"], "properties": {"datetime": {"type": "string", "description": ACCEPTED_FORMS}, "tz": {"type": "string"}}}}}}}
+                        {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["datetime"], "properties": {"datetime": {"type": "string", "description": ACCEPTED_FORMS}, "tz": {"type": "string"}, "fold": _FOLD}}}}}}
                         if m == "post"
-                        else {"parameters": [_q("datetime", ACCEPTED_FORMS, required=True), tz]}
+                        else {"parameters": [_q("datetime", ACCEPTED_FORMS, required=True), tz, _q("fold", _FOLD_TEXT, _FOLD)]}
                     ),
                     "responses": {"200": {"description": "The timestamp", **_TIME_ANSWER}, **_errors(400)},
                 }

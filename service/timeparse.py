@@ -68,7 +68,7 @@ def resolve_tz(name: str | None) -> ZoneInfo | None:
         raise QueryError(msg)
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a folder of the zone database
         msg = f"`tz` {name!r} is not a known IANA time zone (e.g. America/New_York, Europe/London, UTC)"
         raise QueryError(msg) from exc
 
@@ -77,7 +77,7 @@ def _bad_text(text: object, why: str, field: str) -> QueryError:
     return QueryError(f"`{field}` {text!r} {why}. Accepted forms: {ACCEPTED_FORMS}")
 
 
-def parse_datetime(text: str, tz: str | None = None, *, field: str = "datetime") -> int:
+def parse_datetime(text: str, tz: str | None = None, *, field: str = "datetime", fold: int | None = None) -> int:
     """Parse date-time text into nanoseconds since 1970 UTC.
 
     Parameters
@@ -85,10 +85,13 @@ def parse_datetime(text: str, tz: str | None = None, *, field: str = "datetime")
     text : str
         One of :data:`ACCEPTED_FORMS`.
     tz : str, optional
-        IANA zone for text without an offset (default UTC). Local times that a DST change skips
-        are rejected; ambiguous ones (the repeated hour) take the first occurrence.
+        IANA zone for text without an offset (default UTC).
     field : str
         Name used in error messages.
+    fold : {0, 1}, optional
+        Which of two readings a local time that a daylight-saving change repeats or skips takes
+        (PEP 495: 0 the earlier offset, 1 the later). Without it such a time is refused, and the
+        message names both candidates.
 
     Raises
     ------
@@ -116,13 +119,7 @@ def parse_datetime(text: str, tz: str | None = None, *, field: str = "datetime")
         if zi is None:
             aware = naive.replace(tzinfo=UTC)
         else:
-            aware = naive.replace(tzinfo=zi, fold=0)
-            try:
-                back = aware.astimezone(UTC).astimezone(zi).replace(tzinfo=None)
-            except OverflowError as exc:
-                raise _bad_text(text, "is out of range", field) from exc
-            if back != naive:
-                raise _bad_text(text, f"does not exist in {tz} (skipped by a daylight-saving change)", field)
+            aware = _local(naive, zi, text, tz or "", field, fold, frac)
     elif zone in ("Z", "z", "UTC", "GMT"):
         aware = naive.replace(tzinfo=UTC)
     else:
@@ -145,31 +142,62 @@ def parse_datetime(text: str, tz: str | None = None, *, field: str = "datetime")
     return ns
 
 
+def _local(naive: datetime, zi: ZoneInfo, text: str, tz: str, field: str, fold: int | None, frac: int) -> datetime:
+    """``naive`` read in ``zi``; a repeated or skipped local time needs ``fold`` (PEP 495)."""
+    try:
+        first, second = naive.replace(tzinfo=zi, fold=0), naive.replace(tzinfo=zi, fold=1)
+        a, b = first.astimezone(UTC), second.astimezone(UTC)
+        exists = first.astimezone(UTC).astimezone(zi).replace(tzinfo=None) == naive
+    except OverflowError as exc:
+        raise _bad_text(text, "is out of range", field) from exc
+    if a == b:
+        return first
+    if fold is not None:
+        return second if fold else first
+    why = "is repeated" if exists else "does not exist (skipped)"
+    frac_text = f".{frac:09d}" if frac else ""
+
+    def show(local: datetime, when: datetime) -> str:
+        return f"{when:%Y-%m-%d %H:%M:%S}{frac_text} UTC (read as {local.tzname()}, fold {local.fold})"
+
+    msg = (
+        f"`{field}` {text!r} {why} in {tz} on a daylight-saving change: it could be {show(first, a)} or "
+        f"{show(second, b)}; add \"fold\": 0 or 1, or give an offset (+HH:MM) or nanoseconds"
+    )
+    raise QueryError(msg)
+
+
 def parse_timestamp(
-    value: object, *, field: str = "timestamp_ns", tz: str | None = None, text_ok: bool = False
+    value: object,
+    *,
+    field: str = "timestamp_ns",
+    tz: str | None = None,
+    text_ok: bool = False,
+    fold: int | None = None,
 ) -> int:
     """A nanosecond timestamp from JSON or a query string: an integer, or a string of digits.
 
     With ``text_ok`` other strings are parsed as date-time text (:func:`parse_datetime`).
     Booleans, floats, negative and overflowing values raise :class:`QueryError`.
     """
+    forms = f". Accepted forms: {ACCEPTED_FORMS}" if text_ok else ""
     if isinstance(value, bool) or value is None:
-        msg = f"`{field}` must be an integer of nanoseconds since 1970 UTC, got {value!r}. Accepted forms: {ACCEPTED_FORMS}"
+        msg = f"`{field}` must be an integer of nanoseconds since 1970 UTC, got {value!r}{forms}"
         raise QueryError(msg)
     if isinstance(value, str):
         s = value.strip()
-        if re.fullmatch(r"[+-]?\d{1,30}", s):
+        if re.fullmatch(r"[+-]?[0-9]{1,30}", s):
             value = int(s)
         elif text_ok:
-            return parse_datetime(s, tz, field=field)
+            return parse_datetime(s, tz, field=field, fold=fold)
         else:
-            msg = f"`{field}` must be an integer of nanoseconds since 1970 UTC, got {value!r}. Accepted forms: {ACCEPTED_FORMS}"
+            msg = f"`{field}` must be an integer of nanoseconds since 1970 UTC, got {value!r}{forms}"
             raise QueryError(msg)
     if not isinstance(value, int):
-        msg = f"`{field}` must be an integer of nanoseconds since 1970 UTC (not {type(value).__name__} {value!r}). Accepted forms: {ACCEPTED_FORMS}"
+        msg = f"`{field}` must be an integer of nanoseconds since 1970 UTC (not {type(value).__name__} {value!r}){forms}"
         raise QueryError(msg)
     if value < 0:
-        msg = f"`{field}` must not be negative, got {value}. Accepted forms: {ACCEPTED_FORMS}"
+        msg = f"`{field}` must be nanoseconds since 1970 UTC, 0 or more, got {value}{forms}"
         raise QueryError(msg)
     if value > MAX_TS:
         msg = f"`{field}` {value} overflows: the largest timestamp is {MAX_TS} (2262-04-11 23:47:16.854775807 UTC)"

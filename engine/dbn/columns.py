@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -158,6 +158,8 @@ class FileColumns:
 
     reader: DBNReader
     symbology: Symbology
+    matched: set[str] = field(default_factory=set)
+    """With a symbol filter: the wanted symbols that had rows."""
 
 
 def iter_column_blocks(
@@ -202,6 +204,9 @@ def iter_column_blocks(
                     continue
                 if kept < len(block):
                     block = block.take(mask)
+                if state is not None:
+                    present = np.flatnonzero(np.bincount(block.arrays["symbol"], minlength=len(wanted)))
+                    state[-1].matched.update(symbology.symbols[c] for c in present)
             ts = block.arrays["ts_recv"]
             if len(bounds) < len(ts) + 2:
                 bounds = np.empty(len(ts) + 2, dtype=np.int64)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,15 @@ def _iso(ns: int) -> str:
     return str(np.datetime64(int(ns), "ns")) + "Z"
 
 
-def inspect_file(path: str | Path, block_bytes: int | None = None) -> dict:
-    """Decode ``path`` completely and return its summary as a plain dict."""
+def inspect_file(
+    path: str | Path,
+    block_bytes: int | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> dict:
+    """Decode ``path`` completely and return its summary as a plain dict.
+
+    ``progress(bytes_read, file_bytes, records)`` is called after each block.
+    """
     state: list[FileColumns] = []
     by_symbol: Counter[str] = Counter()
     by_action = np.zeros(len(ACTIONS), dtype=np.int64)
@@ -40,6 +48,9 @@ def inspect_file(path: str | Path, block_bytes: int | None = None) -> dict:
         ts = block.arrays["ts_recv"]
         first = int(ts[0]) if first is None else first
         last = int(ts[-1])
+        if progress is not None:
+            reader = state[0].reader
+            progress(reader.bytes_read, reader.file_size, reader.records_read)
     seconds = time.perf_counter() - t0
     reader, symbology = state[0].reader, state[0].symbology
     md = reader.metadata

@@ -18,8 +18,40 @@ import numpy as np
 from engine.dbn.kernels import NS_PER_DAY, map_symbols_dense
 from engine.dbn.metadata import UNDEF_TIMESTAMP, Metadata
 from engine.dbn.reader import SymbolMappingRecord
+from engine.errors import QueryError
 
-__all__ = ["Symbology"]
+__all__ = ["MAX_SYMBOL_CHARS", "Symbology", "check_symbol"]
+
+MAX_SYMBOL_CHARS = 70
+"""The longest raw symbol DBN v2/v3 can hold (a 71-byte C string)."""
+
+
+def check_symbol(value: object, name: str = "symbol") -> str:
+    """``value`` if it can be a symbol: text of 1 to 70 printable characters, no edge spaces.
+
+    The one rule every reader applies before looking a symbol up (the lake, QuestDB, the HTTP
+    API, the export): real venues use spaces, ``!``, ``/``, ``^`` and more (``BRN FMJ0024!``), so
+    no character class beyond "printable"; whether a symbol exists is the store's answer, and SQL
+    never sees it unquoted.
+
+    Raises
+    ------
+    QueryError
+        Naming ``name`` and what was expected.
+    """
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= MAX_SYMBOL_CHARS
+        or not value.isprintable()
+        or value != value.strip()
+    ):
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80]) + "..."
+        msg = (
+            f"`{name}` must be 1 to {MAX_SYMBOL_CHARS} printable characters without leading or trailing "
+            f"spaces (e.g. NVDA or 'BRN FMJ0024!'), got {shown}"
+        )
+        raise QueryError(msg)
+    return value
 
 _EPOCH = dt.date(1970, 1, 1)
 _MIN_DAY = -(2**62)

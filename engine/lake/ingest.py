@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.cli import Interrupted
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
 from engine.errors import ConfigError, DatapairError
 from engine.inputs import find_inputs
@@ -54,6 +55,10 @@ class IngestSummary:
     skipped_paths: list[str] = field(default_factory=list)
     unmapped: int = 0
     """Rows whose instrument_id had no symbol mapping (kept, with the id as the symbol)."""
+    symbols_matched: set[str] = field(default_factory=set)
+    """With a symbol filter: the wanted symbols that had rows in the files this run read."""
+    symbols_known: set[str] = field(default_factory=set)
+    """With a symbol filter: every symbol the files this run read name."""
 
     @property
     def ok(self) -> bool:
@@ -249,20 +254,28 @@ def ingest_parquet(
             board.finish(ev.index, None if ev.ok else "FAILED")
 
     with board:
-        outcomes = run_pipeline(
-            todo,
-            factories,
-            symbols=symbols,
-            block_bytes=block_bytes,
-            jobs=files_at_once(jobs or default_jobs()),
-            report=report,
-        )
+        try:
+            outcomes = run_pipeline(
+                todo,
+                factories,
+                symbols=symbols,
+                block_bytes=block_bytes,
+                jobs=files_at_once(jobs or default_jobs()),
+                report=report,
+            )
+        except Interrupted as exc:
+            remove_stale_temps(lake)  # the workers are stopped: their temporary files go
+            exc.done = (exc.done or 0) + summary.skipped
+            exc.total = summary.files
+            raise
     for o in outcomes:
         if o.ok:
             summary.rows += o.rows
             summary.bytes += o.nbytes
             summary.outputs.extend(o.outputs)
             summary.unmapped += o.unmapped
+            summary.symbols_matched.update(o.symbols_matched)
+            summary.symbols_known.update(o.symbols_known)
         else:
             summary.failed.append((o.path, o.message))
     summary.seconds = clock.seconds

@@ -11,7 +11,7 @@ from engine.errors import QueryError
 from engine.lake.ohlcv import ohlcv, parse_interval, parse_tz
 from engine.lake.scan import scan_lake
 
-__all__ = ["DEFAULT_LIMIT", "FORMATS", "format_frame", "run_query"]
+__all__ = ["DEFAULT_LIMIT", "FORMATS", "format_frame", "polars_problem", "run_query"]
 
 FORMATS = ("table", "csv", "json")
 DEFAULT_LIMIT = 20
@@ -58,8 +58,27 @@ def run_query(
         return lf.collect()
     except pl.exceptions.PolarsError as exc:
         what = "SQL query failed" if sql is not None else "query failed"
-        msg = f"{what}: {str(exc).strip()}"
+        msg = f"{what}: {polars_problem(exc)}"
         raise QueryError(msg) from None
+
+
+def polars_problem(exc: Exception) -> str:
+    """Polars' error as one line: its first line, named by kind, without the plan it prints after.
+
+    ``unable to find column "foo"; valid columns: [...]`` becomes ``unknown column "foo" (the
+    columns are ...)``; a parser error stays the parser's sentence.
+    """
+    first = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, pl.exceptions.ColumnNotFoundError) or first.startswith("unable to find column"):
+        name, _, rest = first.removeprefix("unable to find column ").partition(";")
+        cols = rest.split(":", 1)[1].strip() if ":" in rest else ""
+        cols = cols.strip("[]").replace('"', "")
+        return f"unknown column {name.strip()}" + (f" (the columns are {cols})" if cols else "")
+    if isinstance(exc, pl.exceptions.SQLSyntaxError) or "sql parser error" in first:
+        return "syntax error: " + first.removeprefix("sql parser error: ")
+    if first.startswith("relation ") and "not found" in first:
+        return first + " (the table is named df)"
+    return first
 
 
 def format_frame(df: pl.DataFrame, fmt: str = "table") -> str:

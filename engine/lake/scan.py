@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.dbn.kernels import NS_PER_DAY
 from engine.errors import QueryError
 from engine.lake.layout import LakeFile, list_lake
 
-__all__ = ["ScanPlan", "ScanRun", "plan_scan", "scan_lake", "scan_plan"]
+__all__ = ["ScanPlan", "ScanRun", "lake_symbols", "plan_scan", "scan_lake", "scan_plan"]
 
 _EPOCH = dt.date(1970, 1, 1)
 _TS = pl.Datetime("ns", "UTC")
@@ -271,3 +273,37 @@ def scan_lake(
 ) -> pl.LazyFrame:
     """A lazy frame of the lake rows matching the filters (see :func:`plan_scan`)."""
     return scan_plan(plan_scan(lake_dir, symbol=symbol, start=start, end=end, ts_event=ts_event))
+
+
+def _file_symbols(f: LakeFile) -> set[str]:
+    """The symbols with rows in one lake file: row-group statistics first, the column where they mix."""
+    if f.symbol is not None:
+        return {f.symbol}
+    pf = pq.ParquetFile(f.path)
+    md = pf.metadata
+    col = pf.schema_arrow.get_field_index("symbol")
+    names: set[str] = set()
+    for g in range(md.num_row_groups):
+        stats = md.row_group(g).column(col).statistics
+        if stats is not None and stats.has_min_max and stats.min == stats.max:
+            names.add(stats.min)
+            continue
+        arr = pf.read_row_group(g, columns=["symbol"]).column(0)
+        for chunk in arr.chunks:
+            values = chunk.dictionary if pa.types.is_dictionary(chunk.type) else chunk
+            names.update(v for v in pc.unique(values).to_pylist() if v)
+    return names
+
+
+def lake_symbols(
+    lake_dir: str | os.PathLike[str], start: dt.date | None = None, end: dt.date | None = None
+) -> set[str]:
+    """Every symbol with rows in the lake's files of days ``start <= day < end`` (for "did you mean")."""
+    names: set[str] = set()
+    for f in list_lake(Path(lake_dir), by_symbol=None):
+        if (start is None or f.day >= start) and (end is None or f.day < end):
+            try:
+                names |= _file_symbols(f)
+            except (OSError, ValueError):
+                continue  # unreadable: the query itself reports it
+    return names

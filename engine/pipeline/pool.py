@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from engine.cli import Interrupted
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
 from engine.pipeline.offload import OffloadSpec, SlotChannel, helper_main, shared_slots
 from engine.pipeline.process import FileOutcome, ProgressEvent, Report, process_file
@@ -69,10 +70,15 @@ def run_pipeline(
         Run everything in this process, one file after the other (debugging, tiny inputs).
     """
     if inline or not paths:
-        return [
-            process_file(p, factories, symbols=symbols, block_bytes=block_bytes, index=i, report=report)
-            for i, p in enumerate(paths)
-        ]
+        out: list[FileOutcome] = []
+        try:
+            for i, p in enumerate(paths):
+                out.append(
+                    process_file(p, factories, symbols=symbols, block_bytes=block_bytes, index=i, report=report)
+                )
+        except KeyboardInterrupt:  # the file's sinks aborted (process_file's finally)
+            raise Interrupted(sum(o.ok for o in out), len(paths)) from None
+        return out
     return _Pool(factories, symbols, block_bytes, max(1, min(jobs, len(paths))), report).run(paths)
 
 
@@ -80,7 +86,13 @@ def run_pipeline(
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (no orphans finishing a killed run)."""
+    """Ask Linux to kill this process when its parent dies (no orphans finishing a killed run).
+
+    Ctrl-C reaches the whole process group: children ignore SIGINT and let the parent stop them,
+    so an interrupted run prints one line, not a traceback per process.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's "SIGTERM means interrupt" handler
     with contextlib.suppress(Exception):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -218,10 +230,25 @@ class _Pool:
                         pair.started = True
                     elif self.report is not None:
                         self.report(msg)
+        except KeyboardInterrupt:
+            self._kill()
+            raise Interrupted(sum(o.ok for o in outcomes.values()), len(paths)) from None
         finally:
             self._stop()
             gc.unfreeze()
         return [outcomes[i] for i in range(len(paths))]
+
+    def _kill(self) -> None:
+        """Interrupted: stop every worker and helper now (what they wrote is only temporary files)."""
+        procs = [p for pair in self.pairs for p in (pair.worker, pair.helper) if p is not None]
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
 
     def _bury(
         self, pair: _Pair, paths: Sequence[str | os.PathLike[str]], outcomes: dict[int, FileOutcome]

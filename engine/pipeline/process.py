@@ -43,6 +43,10 @@ class FileOutcome:
     """Why it failed (empty on success)."""
     unmapped: int = 0
     """Records whose instrument_id had no symbol mapping (their symbol is the id as text)."""
+    symbols_matched: list[str] = field(default_factory=list)
+    """With a symbol filter: the wanted symbols that had rows in this file."""
+    symbols_known: list[str] = field(default_factory=list)
+    """With a symbol filter: every symbol the file's symbology names (for "did you mean")."""
 
 
 @dataclass
@@ -110,6 +114,9 @@ def process_file(
         sinks = []
         out.records = state[0].reader.records_read if state else 0
         out.unmapped = state[0].symbology.unmapped_records if state else 0
+        if symbols is not None and state:
+            out.symbols_matched = sorted(state[0].matched)
+            out.symbols_known = list(state[0].symbology.symbols)
         done = [r for r in results if not r.skipped]  # a skipped sink already held the file
         out.rows_by_day = dict(done[0].rows_by_day) if done else {}
         out.outputs = [o for r in done for o in r.outputs]

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.cli import Interrupted
 from engine.errors import SinkError
 from engine.lake.encode import ParquetOptions
 from engine.lake.layout import (
@@ -210,11 +211,14 @@ def export_days(
     summary = ExportSummary()
     clock = RateClock()
     with ProgressBoard(show_progress(quiet)) as board:
-        for day in days:
-            summary.days.append(
-                export_day(
-                    client, out, day, symbol=symbol, table=table, force=force, options=options, board=board
+        try:
+            for day in days:
+                summary.days.append(
+                    export_day(
+                        client, out, day, symbol=symbol, table=table, force=force, options=options, board=board
+                    )
                 )
-            )
+        except KeyboardInterrupt:  # export_day removed its temporary files on the way out
+            raise Interrupted(len(summary.days), len(days), "day") from None
     summary.seconds = clock.seconds
     return summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.cli import Interrupted
 from engine.dbn.columns import FileColumns, iter_column_blocks
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
 from engine.errors import DatapairError
@@ -155,6 +157,7 @@ _WORKER_QUEUE: Any = None
 def _init_worker(q: Any) -> None:
     global _WORKER_QUEUE
     _WORKER_QUEUE = q
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent stops us
 
 
 def _worker(
@@ -234,14 +237,16 @@ def ingest_questdb(
         board.update(i, done, records)
 
     results: list[QuestDBFileResult | None] = [None] * len(inputs)
-    with board:
-        if n_jobs == 1:
-            for i, p in enumerate(inputs):
-                results[i] = ingest_file(p, opts, symbols, block_bytes, index=i, report=report)
-        else:
-            ctx = mp.get_context("spawn")
-            q = ctx.Queue()
-            with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(q,)) as pool:
+    pool: ProcessPoolExecutor | None = None
+    try:
+        with board:
+            if n_jobs == 1:
+                for i, p in enumerate(inputs):
+                    results[i] = ingest_file(p, opts, symbols, block_bytes, index=i, report=report)
+            else:
+                ctx = mp.get_context("spawn")
+                q = ctx.Queue()
+                pool = ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(q,))
                 futs: dict[Future[QuestDBFileResult], int] = {
                     pool.submit(_worker, str(p), opts, symbols, block_bytes, i): i
                     for i, p in enumerate(inputs)
@@ -259,6 +264,13 @@ def ingest_questdb(
                                 str(inputs[i]), message=f"{inputs[i]}: worker failed: {exc}"
                             )
                 _drain(q, report)
+                pool.shutdown(wait=True)
+    except KeyboardInterrupt:
+        if pool is not None:  # stop the loaders now; a file without its completion record loads again
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+        raise Interrupted(sum(r is not None and r.ok for r in results), len(inputs)) from None
     for r in results:
         assert r is not None
         summary.results.append(r)

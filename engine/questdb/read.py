@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.dbn.columns import ACTION_DICT, COLUMNS, MBO_SCHEMA, SIDE_DICT
+from engine.dbn.symbology import check_symbol
 from engine.errors import ConfigError, QueryError, SinkError, StoreUnavailableError
 from engine.questdb.conf import parse_questdb_url
 
@@ -61,7 +62,6 @@ CHUNK_BYTES = 1 << 20
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,126}$")
 # Exchange symbols: letters, digits, spaces and a few punctuation marks ('BRN FMJ0024!', 'ES.c.0',
 # 'BRK/B', 'ESZ5-ESH6'); never a quote, backslash, semicolon or control character.
-_SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-/:!^+#&@$%=~*]{0,63}$")
 _NULL_FILL = {  # QuestDB's NULL sentinels: a value equal to one is read back as NULL
     pa.int32(): -(2**31),
     pa.int64(): -(2**63),
@@ -76,17 +76,6 @@ def check_table(name: str) -> str:
         msg = f"bad table name {name!r}: expected letters, digits and '_' (e.g. mbo_ticks)"
         raise ConfigError(msg)
     return name
-
-
-def check_symbol(symbol: str) -> str:
-    """A symbol we can quote safely in SQL (see the module doc), else QueryError."""
-    if not _SYMBOL.match(symbol or ""):
-        msg = (
-            f"bad symbol {symbol!r}: expected up to 64 letters, digits, spaces or ._-/:!^+#&@$%=~* "
-            "starting with a letter or digit"
-        )
-        raise QueryError(msg)
-    return symbol
 
 
 def _sql_string(text: str) -> str:

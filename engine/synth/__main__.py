@@ -6,11 +6,14 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import zstandard
 
-from engine.errors import ConfigError, DatapairError
+from engine.cli import ArgumentParser, run_cli
+from engine.errors import ConfigError
 from engine.inputs import date_arg
+from engine.progress import ProgressBoard, show_progress
 from engine.synth.day import DEFAULT_BLOCK_RECORDS, DEFAULT_DATE, DEFAULT_SYMBOLS, write_day
 
 __all__ = ["main", "make_parser"]
@@ -38,7 +41,7 @@ def _symbol_list(text: str) -> list[str]:
 
 def make_parser() -> argparse.ArgumentParser:
     """The ``datapair-synth`` / ``python -m engine.synth`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="datapair-synth",
         description="Write a realistic synthetic XNAS.ITCH MBO day (DBN v3 with symbology), "
         "deterministic for a seed. Zstd-compressed when OUT ends with .zst.",
@@ -47,7 +50,7 @@ def make_parser() -> argparse.ArgumentParser:
         "  python -m engine.synth day.dbn.zst --records 10_000_000 --symbols NVDA,AAPL,MSFT "
         "--date 2025-10-22\n"
         "  python -m engine.synth plain.dbn --records 1000 --quiet\n"
-        "exit codes: 0 ok, 1 failure (e.g. cannot write OUT), 2 bad arguments",
+        "exit codes: 0 ok, 1 failure (e.g. cannot write OUT), 2 bad arguments, 130 interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # fmt: off
@@ -65,7 +68,9 @@ def make_parser() -> argparse.ArgumentParser:
         "any value >= 1 gives the same bytes (default: 1)")
     add("--block-records", type=_positive_int, default=DEFAULT_BLOCK_RECORDS,
         help="records generated per block, bounds memory (default: %(default)s)")
-    add("--quiet", "-q", action="store_true", help="print nothing on success")
+    add("--allow-weekend", action="store_true", help="generate a Saturday or Sunday too "
+        "(refused by default: XNAS has no session then)")
+    add("--quiet", "-q", action="store_true", help="no progress bar and no summary line on success")
     # fmt: on
     return parser
 
@@ -77,19 +82,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return exc.code if isinstance(exc.code, int) else 2
+    if args.date.weekday() >= 5 and not args.allow_weekend:
+        day = args.date.strftime("%A")
+        print(f"{parser.prog}: error: {args.date} is a {day}: no XNAS session; pass --allow-weekend to "
+              "generate it anyway", file=sys.stderr)  # fmt: skip
+        return 2
+    return run_cli(parser.prog, lambda: _run(args, parser.prog))
+
+
+def _run(args: argparse.Namespace, prog: str) -> int:
+    board = ProgressBoard(show_progress(args.quiet), unit="rec")
     try:
-        summary = write_day(
-            args.out, args.records, args.symbols, args.date, args.seed,
-            level=args.level, threads=args.threads, block_records=args.block_records,
-        )  # fmt: skip
+        with board:
+            board.start(0, Path(args.out).name, args.records)
+            summary = write_day(
+                args.out, args.records, args.symbols, args.date, args.seed,
+                level=args.level, threads=args.threads, block_records=args.block_records,
+                progress=lambda n: board.update(0, n, n),
+            )  # fmt: skip
+            board.finish(0)
     except ConfigError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"{parser.prog}: failed: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{prog}: failed: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    except (DatapairError, zstandard.ZstdError) as exc:
-        print(f"{parser.prog}: failed: {exc}", file=sys.stderr)
+    except zstandard.ZstdError as exc:
+        print(f"{prog}: failed: {exc}", file=sys.stderr)
         return 1
     if not args.quiet:
         print(
@@ -97,7 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"in {summary.seconds:.2f} s ({summary.records_per_s / 1e6:.2f}M records/s)"
         )
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,10 +22,11 @@ import datetime as dt
 import os
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import databento_dbn
@@ -319,6 +320,18 @@ def _blocks(state: kern.DayState, capacity: int) -> Iterator[np.ndarray]:
         yield words[:n].reshape(-1).view(MBO_DTYPE)
 
 
+def _write_blocks(
+    out: Any, records: int, syms: list[str], day: dt.date, seed: int, block_records: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    done = 0
+    for block in generate_blocks(records, syms, day, seed, block_records=block_records):
+        out.write(block.data)
+        done += len(block)
+        if progress is not None:
+            progress(done)
+
+
 def write_day(
     path: str | os.PathLike[str],
     records: int,
@@ -330,6 +343,7 @@ def write_day(
     level: int = 3,
     threads: int = 1,
     block_records: int = DEFAULT_BLOCK_RECORDS,
+    progress: Callable[[int], None] | None = None,
 ) -> SynthSummary:
     """Write a synthetic XNAS.ITCH MBO day as a DBN v3 file (zstd when the name ends with .zst).
 
@@ -354,6 +368,8 @@ def write_day(
         calling thread. Any value >= 1 gives the same bytes.
     block_records : int
         Records generated per block (memory is ~56 bytes times this); does not change the bytes.
+    progress : callable, optional
+        Called with the records written so far after each block.
 
     Returns
     -------
@@ -381,12 +397,10 @@ def write_day(
                 size = len(header) + records * MBO_DTYPE.itemsize
                 with cctx.stream_writer(fh, size=size, closefd=False) as writer:
                     writer.write(header)
-                    for block in generate_blocks(records, syms, day, seed, block_records=block_records):
-                        writer.write(block.data)
+                    _write_blocks(writer, records, syms, day, seed, block_records, progress)
             else:
                 fh.write(header)
-                for block in generate_blocks(records, syms, day, seed, block_records=block_records):
-                    fh.write(block.data)
+                _write_blocks(fh, records, syms, day, seed, block_records, progress)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -91,6 +91,19 @@ class RangeResource:
         }  # fmt: skip
 
 
+_COARSEST = list(RESOLUTIONS)[-1]
+
+
+def _next_coarser(res: str) -> str:
+    names = list(RESOLUTIONS)
+    return names[min(names.index(res) + 1, len(names) - 1)]
+
+
+def _bar_count(start: int, end: int, step: int) -> int:
+    """The most bars ``[start, end]`` can hold at ``step``."""
+    return (end // step) - (start // step) + 1
+
+
 class BarsResource:
     """``GET /api/mbo/bars``."""
 
@@ -101,13 +114,22 @@ class BarsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         p = Params.from_query(req, ("symbol", "start", "end", "resolution", "tz"))
-        res = p.string("resolution")
-        pick_resolution(res, 0, 1)  # validate the name before any store call
+        asked = p.string("resolution")
+        pick_resolution(asked, 0, 1)  # validate the name before any store call
         symbol, start, end, _ = _symbol_and_range(self.store, p, self.default_symbol)
-        res = pick_resolution(res, start, end)
+        if asked in (None, "auto"):
+            # auto always answers: only the span the symbol has data in counts, and the finest
+            # resolution whose bars fit the cap is taken
+            r = self.store.time_range(symbol)
+            lo, hi = (max(start, r.start), min(end, r.end)) if r is not None else (start, start)
+            res = pick_resolution(asked, lo, max(hi, lo))
+            while _bar_count(lo, max(hi, lo), RESOLUTIONS[res]) > self.max_bars and res != _COARSEST:
+                res = _next_coarser(res)
+        else:
+            res = pick_resolution(asked, start, end)
         step = RESOLUTIONS[res]
-        n_max = (end // step) - (start // step) + 1
-        if n_max > self.max_bars:
+        n_max = _bar_count(start, end, step)
+        if asked not in (None, "auto") and n_max > self.max_bars:
             msg = f"{res} bars over {start}..{end} could be {n_max} bars, more than {self.max_bars}; use a coarser `resolution` or `auto`"
             raise QueryError(msg)
         query = RangeQuery(symbol, start, end, actions=("T",))

@@ -32,6 +32,10 @@ class HealthResource:
         store["ping_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
         resp.media = {"status": "ok", "store": store}
 
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The same status as GET, without a body (load balancers' health checks)."""
+        self.on_get(req, resp)
+
 
 class OpenAPIResource:
     """The OpenAPI 3.1 document of the service."""

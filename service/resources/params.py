@@ -7,16 +7,38 @@ naming the parameter and what was expected, which the app turns into HTTP 400.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 
 import falcon
 
 from engine.errors import QueryError
-from service.errors import UnknownSymbolError
+from engine.inputs import nearest
+from service.errors import BodyTooLargeError, UnknownSymbolError
 from service.stores.base import Store, check_symbol
 from service.timeparse import parse_timestamp, resolve_tz
 
-__all__ = ["Params", "known_symbol"]
+__all__ = ["MAX_JSON_DEPTH", "Params", "json_depth", "known_symbol"]
+
+MAX_JSON_DEPTH = 4
+"""Request bodies are flat objects: anything nested deeper is refused before it is looked at."""
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}", re.ASCII)
+
+
+def json_depth(doc: object) -> int:
+    """How deeply ``doc`` nests arrays and objects (a scalar is 0), without recursion."""
+    deepest = 0
+    stack = [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
 
 
 class Params:
@@ -37,18 +59,29 @@ class Params:
     @classmethod
     def from_body(cls, req: falcon.Request, allowed: Collection[str], max_bytes: int = 65_536) -> Params:
         """Parse the body as one JSON object (whatever the Content-Type, as the seed's clients send it)."""
+        if req.content_length is not None and req.content_length > max_bytes:
+            msg = f"the request body has {req.content_length} bytes, more than {max_bytes}; send a small JSON object"
+            raise BodyTooLargeError(msg)
         raw = req.bounded_stream.read(max_bytes + 1)
         if len(raw) > max_bytes:
             msg = f"the request body is larger than {max_bytes} bytes; send a small JSON object"
-            raise QueryError(msg)
+            raise BodyTooLargeError(msg)
         if not raw.strip():
             msg = f"the request body is empty; send a JSON object with {', '.join(sorted(allowed))}"
             raise QueryError(msg)
         try:
             doc = json.loads(raw)
+        except RecursionError:
+            doc = None
+            depth = MAX_JSON_DEPTH + 1
         except (ValueError, UnicodeDecodeError) as exc:
             msg = f'the request body is not valid JSON ({exc}); send a JSON object such as {{"start_ts": 1761130860000000000, "end_ts": 1761130920000000000}}'
             raise QueryError(msg) from None
+        else:
+            depth = json_depth(doc)
+        if depth > MAX_JSON_DEPTH:
+            msg = f"the request body nests JSON more than {MAX_JSON_DEPTH} levels deep; send a flat JSON object"
+            raise QueryError(msg)
         if not isinstance(doc, dict):
             msg = f"the request body must be a JSON object, got {type(doc).__name__}"
             raise QueryError(msg)
@@ -95,7 +128,7 @@ class Params:
         v = self.get(name)
         if v is None:
             return default
-        if isinstance(v, str) and v.strip().lstrip("+-").isdigit():
+        if isinstance(v, str) and _INTEGER.fullmatch(v.strip()):
             v = int(v.strip())
         if isinstance(v, bool) or not isinstance(v, int):
             msg = f"`{name}` must be an integer from {lo} to {hi}, got {v!r}"
@@ -110,14 +143,14 @@ class Params:
         resolve_tz(tz)
         return tz or None
 
-    def timestamp(self, name: str, tz: str | None, default: int | None = None) -> int:
+    def timestamp(self, name: str, tz: str | None, default: int | None = None, fold: int | None = None) -> int:
         """A ns timestamp: integer, digit string, or date-time text (read in ``tz``)."""
         v = self.values.get(name)
         if v is None:
             if default is None:
                 self.require(name)
             return default  # type: ignore[return-value]
-        return parse_timestamp(v, field=name, tz=tz, text_ok=True)
+        return parse_timestamp(v, field=name, tz=tz, text_ok=True, fold=fold)
 
     def time_range(
         self, tz: str | None, start_name: str, end_name: str, default: tuple[int, int] | None = None
@@ -135,7 +168,11 @@ def known_symbol(store: Store, value: object) -> str:
     symbol = check_symbol(value)
     if not store.has_symbol(symbol):
         known = store.symbols()
-        shown = ", ".join(known[:50]) + (" ..." if len(known) > 50 else "")
-        msg = f"no rows for symbol {symbol!r}; the symbols are: {shown or '(none: the store is empty)'}"
+        if not known:
+            msg = f"no rows for symbol {symbol!r}: the store is empty"
+            raise UnknownSymbolError(msg)
+        near = nearest(symbol, known)
+        hint = f"nearest: {', '.join(near)}; " if near else ""
+        msg = f"no rows for symbol {symbol!r}; {hint}GET /api/mbo/symbols lists all {len(known):,}"
         raise UnknownSymbolError(msg)
     return symbol

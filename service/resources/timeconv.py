@@ -4,7 +4,8 @@
 ``{"timestamp_ns": 1761130860000000000, "datetime_utc": "2025-10-22 11:01:00 UTC"}``;
 ``POST /time/to_datetime {"timestamp_ns": 1761130860010235508}`` ->
 ``{"timestamp_ns": ..., "datetime_utc": "2025-10-22 11:01:00.010235508 UTC"}``.
-Both take an optional ``tz`` (IANA): naive text is read in it, and the answer adds ``tz``,
+Both take an optional ``tz`` (IANA): naive text is read in it (a local time that a daylight-saving
+change repeats or skips needs ``fold``: 0 or 1, PEP 495), and the answer adds ``tz``,
 ``datetime_local``, ``datetime_iso`` and ``utc_offset_seconds``. ``GET`` with the same names in
 the query string works too.
 """
@@ -40,12 +41,12 @@ class _TimeResource:
 class ToTimestampResource(_TimeResource):
     """Date-time text -> nanoseconds since 1970 UTC."""
 
-    names = ("datetime", "tz")
+    names = ("datetime", "tz", "fold")
 
     def _answer(self, resp: falcon.Response, p: Params) -> None:
         tz = p.tz()
         text = p.require("datetime")
-        ns = parse_datetime(text, tz)  # type: ignore[arg-type]
+        ns = parse_datetime(text, tz, fold=p.integer("fold", 0, 1))  # type: ignore[arg-type]
         resp.media = to_datetime_fields(ns, tz)
 
 

@@ -21,11 +21,11 @@ import numpy as np
 import pyarrow as pa
 
 from engine.dbn.columns import MBO_SCHEMA
+from engine.dbn.symbology import check_symbol
 from engine.errors import QueryError
 
 __all__ = [
     "KEY_COLUMNS",
-    "SYMBOL_PATTERN",
     "Cursor",
     "RangeQuery",
     "Store",
@@ -38,18 +38,6 @@ __all__ = [
 
 KEY_COLUMNS = ("ts_event", "ts_recv", "sequence")
 """The total order of rows in every answer."""
-
-SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/^ ]{0,31}$")
-"""What a symbol may look like: checked before any store sees it (and before any SQL)."""
-
-
-def check_symbol(symbol: object) -> str:
-    """Return ``symbol`` if it matches :data:`SYMBOL_PATTERN`, else raise :class:`QueryError`."""
-    if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
-        msg = f"`symbol` must be 1 to 32 letters, digits or . _ - / ^ (space), starting with a letter or digit, got {symbol!r}"
-        raise QueryError(msg)
-    return symbol
-
 
 @dataclass(frozen=True)
 class Cursor:

@@ -2,8 +2,9 @@
 
 ``/exec?query=SQL`` answers JSON ``{"columns": [{"name", "type"}], "dataset": [[...], ...],
 "count": n}``, or ``{"error": ..., "position": n}`` with HTTP 400. ``/exec`` has no bind
-parameters, so no text from a request ever reaches the SQL: the symbol must match
-:data:`service.stores.base.SYMBOL_PATTERN` (no quotes, no spaces at the ends) and is then quoted,
+parameters, so no text from a request ever reaches the SQL unquoted: the symbol must pass
+:func:`engine.dbn.symbology.check_symbol` (printable, no control characters) and is then quoted
+as a string literal with ``'`` doubled (QuestDB's only escape in a string literal),
 timestamps and limits are formatted from Python ``int``s, actions come from the fixed
 ``ACTIONS`` letters and the table name is checked once at start-up.
 
@@ -35,7 +36,6 @@ from engine.errors import ConfigError, StoreUnavailableError
 from engine.questdb.conf import ServerAddress
 from engine.questdb.conf import parse_questdb_url as parse_server_address
 from service.stores.base import (
-    SYMBOL_PATTERN,
     RangeQuery,
     Store,
     StoreInfo,
@@ -77,14 +77,8 @@ def parse_questdb_url(url: str) -> tuple[str, str, int]:
 
 
 def sql_symbol(symbol: str) -> str:
-    """A symbol as a quoted SQL literal, after the strict pattern check (never user text as-is)."""
-    check_symbol(symbol)
-    if (
-        "'" in symbol or "\\" in symbol or not SYMBOL_PATTERN.fullmatch(symbol)
-    ):  # pragma: no cover - pattern excludes
-        msg = f"unsafe symbol {symbol!r}"
-        raise ConfigError(msg)
-    return f"'{symbol}'"
+    """A symbol as a quoted SQL string literal (``'`` doubled, as QuestDB reads it), after :func:`check_symbol`."""
+    return "'" + check_symbol(symbol).replace("'", "''") + "'"
 
 
 def _sql_actions(actions: tuple[str, ...]) -> str:

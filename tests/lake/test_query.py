@@ -341,8 +341,8 @@ def test_no_pushdown_needed_reads_whole_files(lake: Path) -> None:
         (["--dir", "{missing}"], "does not exist"),
         (["--dir", "{empty}"], "no lake files"),
         (["--dir", "{lake}", "--date", "2025-10-23"], "no lake files in"),
-        (["--dir", "{lake}", "--symbol", "ZZZZ"], None),
-        (["--dir", "{lake}", "--sql", "SELEC * FROM df"], "SQL query failed: sql parser error"),
+        (["--dir", "{lake}", "--symbol", "ZZZZ"], "no rows for symbol 'ZZZZ'"),  # like the service's 404
+        (["--dir", "{lake}", "--sql", "SELEC * FROM df"], "SQL query failed: syntax error"),
         (["--dir", "{lake}", "--sql", "SELECT nope FROM df"], "nope"),
         (["--dir", "{lake}", "--ohlcv", "1x"], "bad OHLCV interval '1x'"),
         (["--dir", "{lake}", "--ohlcv", "0m"], "bad OHLCV interval '0m'"),
@@ -356,14 +356,11 @@ def test_cli_errors_are_clear(
     fill = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "lake": lake}
     rc = main([a.format(**fill) for a in args])
     err = capsys.readouterr()
-    if message is None:  # a symbol with no rows is an empty result, not an error
-        assert rc == 0
-        assert "shape: (0, 15)" in err.out
-        return
     assert rc == 1
     assert err.err.startswith("datapair-query: error: ")
     assert message in err.err
     assert "Traceback" not in err.err
+    assert len(err.err.strip().splitlines()) == 1
 
 
 def test_cli_usage_errors(lake: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,7 +44,10 @@ ERRORS = [
     ("POST", "/data", {"start_ts": 0, "end_ts": 2**64}, None, 400),
     ("POST", "/data", {"start_ts": SEED_END, "end_ts": SEED_START}, None, 400),
     ("POST", "/data", {**GOOD, "symbol": "ZZZZ"}, None, 404),
-    ("POST", "/data", {**GOOD, "symbol": "NVDA'; DROP TABLE mbo_ticks; --"}, None, 400),
+    ("POST", "/data", {**GOOD, "symbol": "NVDA'; DROP TABLE mbo_ticks; --"}, None, 404),  # text, looked up
+    ("POST", "/data", {**GOOD, "symbol": "NVDA\n"}, None, 400),  # not printable
+    ("POST", "/data", {**GOOD, "symbol": " NVDA"}, None, 400),
+    ("POST", "/data", {**GOOD, "symbol": "X" * 71}, None, 400),
     ("POST", "/data", {**GOOD, "symbol": 7}, None, 400),
     ("POST", "/data", {**GOOD, "format": "xml"}, None, 400),
     ("POST", "/data", GOOD, {"Accept": "image/png"}, 406),
@@ -54,7 +57,10 @@ ERRORS = [
     ("POST", "/data", {**GOOD, "cursor": "not-a-cursor"}, None, 400),
     ("POST", "/data", {**GOOD, "tz": "Mars/Base"}, None, 400),
     ("POST", "/data", {**GOOD, "start": 1}, None, 400),
-    ("POST", "/data", "x" * 70_000, None, 400),
+    ("POST", "/data", "x" * 70_000, None, 413),  # over the body limit
+    ("POST", "/data", "[" * 1000 + "]" * 1000, None, 400),  # nested too deeply
+    ("POST", "/time/to_datetime", "[" * 1000 + "]" * 1000, None, 400),
+    ("POST", "/time/to_timestamp", {"datetime": "2025-11-02 01:30", "tz": "America/New_York"}, None, 400),
     ("GET", "/data", {"start_ts": "1", "end_ts": "2", "symbol": ["A", "B"]}, None, 400),
     ("PUT", "/data", GOOD, None, 405),
     ("POST", "/time/to_timestamp", {"datetime": "22/10/2025"}, None, 400),
@@ -72,7 +78,8 @@ ERRORS = [
     ("GET", "/api/mbo/ticks", {"limit": "50001"}, None, 400),
     ("GET", "/api/mbo/ticks", {"offset": "-1"}, None, 400),
     ("GET", "/api/mbo/ticks", {"start": "2", "end": "1"}, None, 400),
-    ("GET", "/api/mbo/range", {"symbol": "bad symbol!"}, None, 400),
+    ("GET", "/api/mbo/range", {"symbol": "bad symbol!"}, None, 404),  # a real venue's kind of name, not held
+    ("GET", "/api/mbo/range", {"symbol": "bad\tsymbol"}, None, 400),
     ("GET", "/api/mbo/symbols", {"x": "1"}, None, 400),
     ("GET", "/no/such/route", None, None, 404),
 ]
@@ -97,6 +104,7 @@ def test_time_errors_show_the_accepted_forms(client):
     assert "YYYY-MM-DD" in r.json["description"]
     r = post(client, "/time/to_datetime", {"timestamp_ns": -1})
     assert "nanoseconds" in r.json["description"]
+    assert "YYYY-MM-DD" not in r.json["description"]  # a timestamp_ns takes no date-time text
 
 
 def _dead_port() -> int:

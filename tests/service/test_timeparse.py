@@ -60,11 +60,16 @@ def test_naive_text_in_new_york_across_dst():
     # EDT (UTC-4) before the 2025-11-02 change, EST (UTC-5) after
     assert parse_datetime("2025-10-22 07:01:00", ny) == parse_datetime("2025-10-22 11:01:00")
     assert parse_datetime("2025-11-03 07:01:00", ny) == parse_datetime("2025-11-03 12:01:00")
-    # the repeated hour 01:30 on 2025-11-02 takes its first occurrence (EDT)
-    assert parse_datetime("2025-11-02 01:30:00", ny) == parse_datetime("2025-11-02 05:30:00")
-    # 02:30 on 2025-03-09 does not exist in New York
-    with pytest.raises(QueryError, match="does not exist"):
-        parse_datetime("2025-03-09 02:30:00", ny)
+    # the repeated hour 01:30 on 2025-11-02: refused with both readings, unless fold says which
+    with pytest.raises(QueryError, match=r"repeated.*05:30:00 UTC \(read as EDT, fold 0\).*06:30:00 UTC \(read as EST, fold 1\)"):
+        parse_datetime("2025-11-02 01:30:00", ny)
+    assert parse_datetime("2025-11-02 01:30:00", ny, fold=0) == parse_datetime("2025-11-02 05:30:00")
+    assert parse_datetime("2025-11-02 01:30:00", ny, fold=1) == parse_datetime("2025-11-02 06:30:00")
+    # 02:30 on 2025-03-09 does not exist in New York: both readings named, fold picks (PEP 495)
+    with pytest.raises(QueryError, match=r"does not exist.*07:30:00.500000000 UTC \(read as EST.*06:30:00.500000000 UTC \(read as EDT"):
+        parse_datetime("2025-03-09 02:30:00.5", ny)
+    assert parse_datetime("2025-03-09 02:30:00", ny, fold=0) == parse_datetime("2025-03-09 07:30:00")
+    assert parse_datetime("2025-03-09 02:30:00", ny, fold=1) == parse_datetime("2025-03-09 06:30:00")
     # an explicit offset wins over tz
     assert parse_datetime("2025-10-22T11:01:00Z", ny) == parse_datetime("2025-10-22 11:01:00")
 
