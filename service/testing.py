@@ -6,13 +6,17 @@
   kept in designated-timestamp order (ties in insertion order), with QuestDB's NULL sentinels.
   Anything else gets QuestDB's error shape, so a test notices a statement it does not know.
 - :func:`serve`: the app on waitress on a free loopback port, in a thread.
+- :func:`find_chromium` and :data:`CHROMIUM_ARGS`: the system Chromium the browser tests and
+  the chart benchmark drive with Playwright (never a downloaded browser).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +28,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["FakeQuestDB", "lake_table", "make_lake", "serve"]
+__all__ = ["CHROMIUM_ARGS", "FakeQuestDB", "find_chromium", "lake_table", "make_lake", "serve"]
+
+CHROMIUM_ARGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)  # fmt: skip
+"""Launch flags of the system Chromium that work on our machines (offline, no GPU, as root)."""
+
+
+def find_chromium() -> str | None:
+    """The system Chromium: ``DATAPAIR_CHROMIUM``, else ``chromium`` on the PATH or ``/usr/bin/chromium``."""
+    for c in (os.environ.get("DATAPAIR_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
 
 _QDB_TYPES = {
     "ts_event": "TIMESTAMP_NS", "symbol": "SYMBOL", "instrument_id": "INT", "publisher_id": "SHORT",

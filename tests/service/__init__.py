@@ -1,0 +1,1 @@
+"""Tests of the HTTP service (the chart page in a real browser, for now)."""
