@@ -10,10 +10,11 @@ import { isAbort } from "./api.js";
 import { lowerBound, visibleBars } from "./draw.js";
 
 export const TICK_MAX_SPAN = 15 * 60e9; // ns: never ticks over a wider view
-// At most this many events (estimated) in the view: one page, about 3 MB of JSON, which the server
-// writes in ~65 ms and the browser parses in ~25 ms on our machines (measured by bench_chart.py).
-export const TICK_BUDGET = 10_000;
-export const TICK_PAGE = 12_000; // rows per /api/mbo/ticks request: an estimate a bit short still fits one
+// At most this many events (estimated) in the view. The JSON of a tick costs the server ~5 µs to
+// write and is ~300 bytes: 6,000 ticks are one page of ~2 MB, ~30 ms of server time and ~15 ms of
+// parsing on our machines (bench/bench_chart.py), so a zoom step into ticks stays under 200 ms.
+export const TICK_BUDGET = 6_000;
+export const TICK_PAGE = 8_000; // rows per /api/mbo/ticks request: an estimate a bit short still fits one
 export const TICK_CAP = 60_000; // rows loaded at most for one view
 const KEEP_SETS = 16;
 
