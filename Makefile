@@ -26,6 +26,7 @@ ingest: $(DEMO_DAY)
 
 # The main job on the embedded default: generate a demo day, ingest it into the lake, serve it on :8080.
 run: ingest
+	@echo "chart: http://127.0.0.1:8080/"
 	DATAPAIR_STORE=lake DATAPAIR_LAKE=$(LAKE) $(BIN)/python -m service --port 8080
 
 test: setup
@@ -40,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/bench_ingest_parquet.py
 	$(BIN)/python bench/bench_query.py
 	$(BIN)/python bench/bench_service.py
+	$(BIN)/python bench/bench_chart.py            # prints "skipped" and exits 0 without a system Chromium
 	$(BIN)/python bench/bench_ingest_questdb.py   # prints "not reachable" and exits 0 without QUESTDB_URL
 
 # Real-server tests: need a QuestDB 9.x at QUESTDB_URL (default http://localhost:9000).

@@ -177,7 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         print(f"datapair-serve: error: {problem}", file=sys.stderr)
         return 2
-    import waitress
 
     from service.app import Settings, create_app, store_from_env
 
@@ -210,6 +209,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"datapair-serve: warning: {exc} (serving anyway; /health answers 503 until it is fixed)",
             file=sys.stderr,
         )
+    with sigterm_as_interrupt():  # from here SIGTERM stops the server as Ctrl-C does
+        code = _listen_and_serve(app, args, info)
+    if code == 0 and not args.quiet:
+        print("datapair-serve: stopped", file=sys.stderr)
+    return code
+
+
+def _listen_and_serve(app: object, args: argparse.Namespace, info: object) -> int:
+    import waitress
+
     cores = os.cpu_count() or 1
     try:
         # Responses stream: keep up to 16 MiB per connection in memory (the app waits when a client
@@ -223,23 +232,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = exc.strerror or str(exc)
         print(f"datapair-serve: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
-    if not args.quiet:
-        host = f"[{args.host}]" if ":" in args.host else args.host
-        port = getattr(server, "effective_port", args.port)
-        print(
-            f"datapair-serve: http://{host}:{port} store={info.kind} {info.location} threads={args.threads}",
-            file=sys.stderr,
-            flush=True,
-        )
     try:
-        with sigterm_as_interrupt():
-            server.run()
+        if not args.quiet:
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            port = getattr(server, "effective_port", args.port)
+            kind, location = getattr(info, "kind", ""), getattr(info, "location", "")
+            print(
+                f"datapair-serve: http://{host}:{port} store={kind} {location} threads={args.threads}",
+                file=sys.stderr,
+                flush=True,
+            )
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
-    if not args.quiet:
-        print("datapair-serve: stopped", file=sys.stderr)
     return 0
 
 

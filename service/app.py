@@ -41,7 +41,9 @@ from service.resources import (
     DataResource,
     HealthResource,
     OpenAPIResource,
+    PageResource,
     RangeResource,
+    StaticResource,
     SymbolsResource,
     TicksResource,
     ToDatetimeResource,
@@ -109,6 +111,9 @@ ROUTES: dict[str, Callable[[Store, Settings, dict], object]] = {
     "/api/mbo/range": lambda st, s, spec: RangeResource(st, s.default_symbol),
     "/health": lambda st, s, spec: HealthResource(st),
     "/openapi.json": lambda st, s, spec: OpenAPIResource(spec),
+    "/": lambda st, s, spec: PageResource(s.default_symbol),
+    "/chart": lambda st, s, spec: PageResource(s.default_symbol),
+    "/static/{name}": lambda st, s, spec: StaticResource(),
 }
 """Every route and how its resource is built."""
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from service.bars import RESOLUTIONS
 from service.encoders import FORMATS
+from service.resources.page import STATIC_FILES
 from service.timeparse import ACCEPTED_FORMS
 
 __all__ = ["build_spec"]
@@ -160,6 +161,15 @@ def build_spec(version: str = "0.1.0") -> dict[str, Any]:
             },
             "/health": {"get": {"summary": "Is the store reachable", "responses": {"200": {"description": "{status: ok, store: {...}}"}, "503": {"description": "{status: unavailable, store: {error}}"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/": {"get": {"summary": "The chart page (HTML; `?symbol=` picks the first symbol shown)", "parameters": [_q("symbol", "Symbol shown first")], "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}, "304": {"description": "Not modified (ETag)"}}}},
+            "/chart": {"get": {"summary": "The chart page, same as /", "parameters": [_q("symbol", "Symbol shown first")], "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}, "304": {"description": "Not modified (ETag)"}}}},
+            "/static/{name}": {
+                "get": {
+                    "summary": "The chart page's CSS and JavaScript",
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(STATIC_FILES)}}],
+                    "responses": {"200": {"description": "The file (ETag, Cache-Control: no-cache)", "content": {"text/css": {}, "text/javascript": {}}}, "304": {"description": "Not modified (ETag)"}, "404": {"description": "No such file", "content": {"application/json": {"schema": _ERR}}}},
+                }
+            },
         },
         "components": {
             "schemas": {

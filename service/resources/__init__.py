@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.resources.chart import BarsResource, RangeResource, SymbolsResource, TicksResource
 from service.resources.data import DataResource
 from service.resources.meta import HealthResource, OpenAPIResource
+from service.resources.page import PageResource, StaticResource
 from service.resources.timeconv import ToDatetimeResource, ToTimestampResource
 
 __all__ = [
@@ -12,7 +13,9 @@ __all__ = [
     "DataResource",
     "HealthResource",
     "OpenAPIResource",
+    "PageResource",
     "RangeResource",
+    "StaticResource",
     "SymbolsResource",
     "TicksResource",
     "ToDatetimeResource",
