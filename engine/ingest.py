@@ -81,6 +81,12 @@ def make_parser() -> argparse.ArgumentParser:
         "files loaded at once (default $QDB_CONCURRENCY or 2)",
     )
     p.add_argument("--force", action="store_true", help="rewrite days that are already complete in the lake")
+    p.add_argument(
+        "--skip-bad-records",
+        action="store_true",
+        help="skip and count corrupt records (another record type where the metadata says MBO) instead of "
+        "failing the file; the count goes to the summary and the lake footers",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_questdb_arguments(p)
     p.add_argument(
@@ -135,7 +141,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     block_bytes = int(args.block_mb * (1 << 20))
     qdb = questdb_options_from_args(args)
     if qdb is not None and args.parquet is None:  # QuestDB alone
-        qsummary = ingest_questdb(inputs, options=qdb, symbols=symbols, quiet=args.quiet, block_bytes=block_bytes)
+        qsummary = ingest_questdb(
+            inputs, options=qdb, symbols=symbols, quiet=args.quiet, block_bytes=block_bytes,
+            skip_bad_records=args.skip_bad_records,
+        )  # fmt: skip
         print(qsummary.line())
         return qsummary.exit_code
     extra = [questdb_sink_factory(qdb, symbols)] if qdb is not None else []
@@ -150,6 +159,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         quiet=args.quiet,
         block_bytes=block_bytes,
         extra_sinks=extra,
+        skip_bad_records=args.skip_bad_records,
     )
     for path, message in summary.failed:
         what = message if path in message else f"{path}: {message}"

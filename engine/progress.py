@@ -162,6 +162,7 @@ def summary_line(
     skipped: int | None = None,
     failed: int | None = None,
     unmapped: int = 0,
+    bad_records: int = 0,
     label: str = "",
 ) -> str:
     """The closing line of a CLI run, e.g.
@@ -169,7 +170,8 @@ def summary_line(
     ``ingest: 3 files, 20,000,000 rows in 3.52 s (5.68M rows/s, 96.1 MB/s), 1 skipped, 0 failed``
 
     Parameters are shown only when given; MB/s is ``nbytes`` (input bytes) per second;
-    ``unmapped`` (records without a symbol mapping, kept under their id as text) only when > 0.
+    ``unmapped`` (records without a symbol mapping, kept under their id as text) and
+    ``bad_records`` (corrupt records skipped) only when > 0.
     """
     secs = max(seconds, 1e-9)
     parts = []
@@ -186,5 +188,7 @@ def summary_line(
         tail.append(f"{failed} failed")
     if unmapped:
         tail.append(f"{unmapped:,} rows with unmapped instrument_id")
+    if bad_records:
+        tail.append(f"{bad_records:,} corrupt records skipped")
     text = "".join(parts) + (", " + ", ".join(tail) if tail else "")
     return f"{label}: {text}" if label else text

@@ -18,6 +18,7 @@ from engine.cli import EXIT_INTERRUPTED, Interrupted, run_cli
 from engine.inputs import find_inputs
 from engine.synth import __main__ as synth_cli
 from engine.synth.day import write_day
+from tests.support.hooks import BLOCK_ENCODER_ON_DAY, patched_env
 from tests.support.samples import ROOT
 
 SYMBOLS = ("NVDA", "AAPL", "MSFT")
@@ -56,27 +57,13 @@ def test_run_cli_maps_interrupts_and_errors(capsys) -> None:
     assert capsys.readouterr().err == "datapair-x: interrupted\n"
 
 
-_BLOCKING_INGEST = """
-import sys, threading
-import engine.lake.encode as enc
-real = enc.encode_stripe
-def encode(arrays, job, options):
-    n = real(arrays, job, options)  # the part (a temporary file) is written ...
-    if job.day == "2025-10-22":
-        threading.Event().wait()  # ... but the second day never finishes: the run waits to be interrupted
-    return n
-enc.encode_stripe = encode
-from engine.ingest import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_ingest_stops_workers_cleans_up_and_says_how_far(days, tmp_path, sig) -> None:
     out = tmp_path / "lake"
+    env = patched_env(tmp_path, BLOCK_ENCODER_ON_DAY.format(day="2025-10-22"))
     proc = subprocess.Popen(
-        [sys.executable, "-c", _BLOCKING_INGEST, *map(str, days), "--parquet", str(out), "--quiet", "--jobs", "2"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [sys.executable, "-m", "engine.ingest", *map(str, days), "--parquet", str(out), "--quiet", "--jobs", "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120

@@ -167,6 +167,7 @@ def iter_column_blocks(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     symbols: set[str] | None = None,
     state: list[FileColumns] | None = None,
+    skip_bad_records: bool = False,
 ) -> Iterator[ColumnBlock]:
     """Stream a DBN file as column blocks, each within one UTC day of ts_recv.
 
@@ -181,8 +182,10 @@ def iter_column_blocks(
     state : list, optional
         If given, a :class:`FileColumns` is appended to it (reader and symbology), so callers
         can read counts after the iterator ends.
+    skip_bad_records : bool
+        Skip and count corrupt records instead of failing (see :class:`DBNReader`).
     """
-    with DBNReader(path, block_bytes) as reader:
+    with DBNReader(path, block_bytes, skip_bad_records) as reader:
         symbology = Symbology.from_metadata(reader.metadata)
         if state is not None:
             state.append(FileColumns(reader, symbology))

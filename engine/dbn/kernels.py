@@ -75,16 +75,18 @@ def walk_records(data, rtype, length_words, mbo_starts, other_starts):  # pragma
     Writes the byte offsets of records of ``rtype`` (which must be ``length_words`` long) to
     ``mbo_starts`` and of every other record to ``other_starts``. Returns
     ``(n_mbo, n_other, consumed, error_offset)``: ``consumed`` is where the first incomplete
-    record starts; ``error_offset`` is -1, or the offset of a record with length 0 or an
-    MBO record of the wrong length.
+    record starts; ``error_offset`` is -1, or the offset of a record shorter than a record
+    header (16 bytes: the outputs hold ``len(data) // 16 + 1`` offsets, so no record may be
+    shorter) or an MBO record of the wrong length.
     """
     n = len(data)
     pos = 0
     n_mbo = 0
     n_other = 0
+    cap = min(len(mbo_starts), len(other_starts))
     while pos < n:
         length = np.int64(data[pos]) * 4
-        if length == 0:
+        if length < 16 or n_mbo + n_other >= cap:
             return n_mbo, n_other, pos, pos
         if pos + length > n or pos + 1 >= n:
             break

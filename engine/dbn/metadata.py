@@ -15,12 +15,16 @@ from engine.dbn.stream import open_stream, read_exact, read_upto
 from engine.errors import DecodeError
 
 __all__ = [
+    "CONTROL_RTYPES",
     "DEFAULT_BLOCK_BYTES",
     "MAX_RECORD_BYTES",
     "MBO_DTYPE",
     "MBO_DTYPE_TS_OUT",
+    "MIN_RECORD_BYTES",
+    "RTYPE_ERROR",
     "RTYPE_MBO",
     "RTYPE_SYMBOL_MAPPING",
+    "RTYPE_SYSTEM",
     "SCHEMAS",
     "STYPES",
     "UNDEF_PRICE",
@@ -59,6 +63,12 @@ MBO_DTYPE_TS_OUT = np.dtype([*MBO_DTYPE.descr, ("ts_out", "<u8")])
 
 RTYPE_MBO = 0xA0
 RTYPE_SYMBOL_MAPPING = 0x16
+RTYPE_ERROR = 0x15
+RTYPE_SYSTEM = 0x17
+CONTROL_RTYPES = frozenset({RTYPE_ERROR, RTYPE_SYMBOL_MAPPING, RTYPE_SYSTEM})
+"""Records a live-recorded MBO file may carry beside MBO records (error, symbol mapping, system)."""
+MIN_RECORD_BYTES = 16
+"""The smallest record DBN has: the record header alone (length, rtype, publisher, instrument, ts_event)."""
 UNDEF_PRICE = 2**63 - 1
 UNDEF_TIMESTAMP = 2**64 - 1
 DEFAULT_BLOCK_BYTES = 2 << 20

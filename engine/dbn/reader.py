@@ -22,8 +22,10 @@ import zstandard
 
 from engine.dbn.kernels import check_fixed_records, walk_records
 from engine.dbn.metadata import (
+    CONTROL_RTYPES,
     DEFAULT_BLOCK_BYTES,
     MAX_RECORD_BYTES,
+    MIN_RECORD_BYTES,
     RTYPE_MBO,
     RTYPE_SYMBOL_MAPPING,
     cstr,
@@ -55,12 +57,20 @@ class DBNReader:
     block_bytes : int
         Decompressed bytes per block (default 2 MiB). Memory use is a small multiple of this.
 
+    skip_bad_records : bool
+        In a file whose metadata says MBO, a record of another rtype that is not a live control
+        record (error, symbol mapping, system) is corruption: by default it fails the file
+        (:class:`~engine.errors.DecodeError` with its offset); with this, it is skipped and
+        counted in ``bad_records``.
+
     Iterating yields structured arrays of :attr:`Metadata.record_dtype`. On the fast path each
     is a view of its block's buffer (no copy). ``symbol_mappings`` collects the SymbolMappingMsg
     records met so far (live files carry their symbology in-stream).
     """
 
-    def __init__(self, path: str | os.PathLike[str], block_bytes: int = DEFAULT_BLOCK_BYTES) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], block_bytes: int = DEFAULT_BLOCK_BYTES, skip_bad_records: bool = False
+    ) -> None:
         if block_bytes < MAX_RECORD_BYTES:
             msg = f"block_bytes must be at least {MAX_RECORD_BYTES}, got {block_bytes}"
             raise ValueError(msg)
@@ -83,6 +93,8 @@ class DBNReader:
         self.symbol_mappings: list[SymbolMappingRecord] = []
         self.records_read = 0  # MBO records yielded
         self.records_skipped = 0  # other record types in mixed files
+        self.skip_bad_records = skip_bad_records
+        self.bad_records = 0  # corrupt records skipped (with skip_bad_records)
         self.bytes_decoded = md.header_bytes  # decompressed bytes consumed
 
     @property
@@ -167,18 +179,38 @@ class DBNReader:
         others = np.empty(len(data) // 16 + 1, dtype=np.int64)
         n_mbo, n_other, consumed, err = walk_records(data, RTYPE_MBO, size // 4, starts, others)
         if err >= 0:
-            raise DecodeError(
-                self.path,
-                self.bytes_decoded + err,
-                "record with length 0 or an MBO record of the wrong length",
+            length = int(data[err]) * 4
+            what = (
+                f"an MBO record (rtype 0xA0) of {length} bytes, expected {size}"
+                if length >= MIN_RECORD_BYTES
+                else f"a record of {length} bytes, shorter than a record header ({MIN_RECORD_BYTES})"
             )
+            raise DecodeError(self.path, self.bytes_decoded + err, f"corrupt record: {what}")
+        strict = self.metadata.schema == "mbo"
+        bad = 0
         for i in range(n_other):
-            self._other_record(data, int(others[i]))
-        self.records_skipped += n_other
+            start = int(others[i])
+            if strict and int(data[start + 1]) not in CONTROL_RTYPES:
+                self._bad_record(data, start)
+                bad += 1
+                continue
+            self._other_record(data, start)
+        self.bad_records += bad
+        self.records_skipped += n_other - bad
         self.records_read += n_mbo
         idx = starts[:n_mbo, None] + np.arange(size)
         recs = data[idx].reshape(-1).view(self.record_dtype) if n_mbo else np.empty(0, self.record_dtype)
         return recs, consumed
+
+    def _bad_record(self, data: np.ndarray, start: int) -> None:
+        if not self.skip_bad_records:
+            rtype, length = int(data[start + 1]), int(data[start]) * 4
+            msg = (
+                f"corrupt record: rtype 0x{rtype:02X} ({length} bytes) in a file whose metadata says "
+                "schema mbo, expected MBO records (0xA0) or live control records (0x15 error, 0x16 "
+                "symbol mapping, 0x17 system); --skip-bad-records skips and counts such records"
+            )
+            raise DecodeError(self.path, self.bytes_decoded + start, msg)
 
     def _other_record(self, data: np.ndarray, start: int) -> None:
         if data[start + 1] != RTYPE_SYMBOL_MAPPING:
@@ -186,13 +218,17 @@ class DBNReader:
         length = int(data[start]) * 4
         rec = data[start : start + length].tobytes()
         iid = int.from_bytes(rec[4:8], "little")
-        if length == 80 or self.metadata.version == 1:  # v1: two 22-byte symbols, 4 pad, start, end
-            in_sym, out_sym = cstr(rec[16:38]), cstr(rec[38:60])
-            start_ts, end_ts = struct.unpack_from("<QQ", rec, 64)
-        else:  # v2/v3: stype_in u8, 71-byte symbol, stype_out u8, 71-byte symbol, start, end
-            w = self.metadata.symbol_cstr_len
-            in_sym, out_sym = cstr(rec[17 : 17 + w]), cstr(rec[18 + w : 18 + 2 * w])
-            start_ts, end_ts = struct.unpack_from("<QQ", rec, 16 + 2 + 2 * w + (-(18 + 2 * w) % 8))
+        try:
+            if length == 80 or self.metadata.version == 1:  # v1: two 22-byte symbols, 4 pad, start, end
+                in_sym, out_sym = cstr(rec[16:38]), cstr(rec[38:60])
+                start_ts, end_ts = struct.unpack_from("<QQ", rec, 64)
+            else:  # v2/v3: stype_in u8, 71-byte symbol, stype_out u8, 71-byte symbol, start, end
+                w = self.metadata.symbol_cstr_len
+                in_sym, out_sym = cstr(rec[17 : 17 + w]), cstr(rec[18 + w : 18 + 2 * w])
+                start_ts, end_ts = struct.unpack_from("<QQ", rec, 16 + 2 + 2 * w + (-(18 + 2 * w) % 8))
+        except struct.error:
+            msg = f"corrupt record: a symbol mapping record of {length} bytes is too short for its fields"
+            raise DecodeError(self.path, self.bytes_decoded + start, msg) from None
         symbol = in_sym if out_sym.isdigit() else out_sym
         self.symbol_mappings.append(SymbolMappingRecord(iid, symbol, start_ts, end_ts))
 

@@ -59,6 +59,8 @@ class IngestSummary:
     """With a symbol filter: the wanted symbols that had rows in the files this run read."""
     symbols_known: set[str] = field(default_factory=set)
     """With a symbol filter: every symbol the files this run read name."""
+    bad_records: int = 0
+    """Corrupt records skipped (``skip_bad_records``)."""
 
     @property
     def ok(self) -> bool:
@@ -74,6 +76,7 @@ class IngestSummary:
             skipped=self.skipped,
             failed=len(self.failed),
             unmapped=self.unmapped,
+            bad_records=self.bad_records,
             label="ingest",
         )
 
@@ -182,6 +185,7 @@ def ingest_parquet(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     options: ParquetOptions | None = None,
     extra_sinks: Sequence[SinkFactory] = (),
+    skip_bad_records: bool = False,
 ) -> IngestSummary:
     """Convert DBN MBO files into the Parquet lake in ``out_dir``.
 
@@ -214,6 +218,9 @@ def ingest_parquet(
         ``engine.questdb.sink.QuestDBSinkFactory``). With extra sinks no file is skipped up
         front; the Parquet sink of a file the lake already holds does nothing (unless ``force``)
         and each extra sink decides for itself.
+    skip_bad_records : bool
+        Skip and count corrupt records (another rtype where the metadata says MBO) instead of
+        failing their file; the count is in the summary and in each file's footer.
 
     Returns
     -------
@@ -260,6 +267,7 @@ def ingest_parquet(
                 factories,
                 symbols=symbols,
                 block_bytes=block_bytes,
+                skip_bad_records=skip_bad_records,
                 jobs=files_at_once(jobs or default_jobs()),
                 report=report,
             )
@@ -275,6 +283,7 @@ def ingest_parquet(
             summary.outputs.extend(o.outputs)
             summary.unmapped += o.unmapped
             summary.symbols_matched.update(o.symbols_matched)
+            summary.bad_records += o.bad_records
             summary.symbols_known.update(o.symbols_known)
         else:
             summary.failed.append((o.path, o.message))

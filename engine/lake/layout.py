@@ -191,6 +191,8 @@ class SourceEntry:
     rows_by_day: dict[str, int] = field(default_factory=dict)
     row_groups: tuple[int, int] = (0, 0)
     filter: list[str] | None = None
+    bad_records: int = 0
+    """Corrupt records of the source skipped by ``--skip-bad-records`` (0: none)."""
 
     @classmethod
     def of_file(cls, path: str | os.PathLike[str], symbols: Iterable[str] | None = None) -> SourceEntry:
@@ -225,6 +227,7 @@ class SourceEntry:
             "rows_by_day": self.rows_by_day,
             "row_groups": list(self.row_groups),
             "filter": self.filter,
+            **({"bad_records": self.bad_records} if self.bad_records else {}),
         }
 
     @classmethod
@@ -239,6 +242,7 @@ class SourceEntry:
             {str(k): int(v) for k, v in (d.get("rows_by_day") or {}).items()},
             (int(rg[0]), int(rg[1])),
             list(d["filter"]) if d.get("filter") is not None else None,
+            int(d.get("bad_records", 0)),
         )
 
 

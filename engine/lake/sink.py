@@ -277,6 +277,9 @@ class ParquetSink(FileSink):
         self.rows_by_day[d] = self.rows_by_day.get(d, 0) + n
         self.rows += n
 
+    def source_done(self, bad_records: int) -> None:
+        self.source = replace(self.source, bad_records=bad_records)
+
     def close(self) -> SinkResult:
         try:
             self._flush_stripe()

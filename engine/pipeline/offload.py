@@ -4,21 +4,23 @@ Some sinks have an expensive second stage (the lake: Parquet encoding) that shou
 decoding on another core. A sink factory that wants one exposes an :class:`OffloadSpec`: the
 columns of a *slot* (NumPy dtypes, rows per slot), how many slots, the helper's threads, the
 function that handles one job in the helper, and a hook that hands the worker's
-:class:`SlotChannel` to its sinks. The slots live in an anonymous shared mapping: the worker
-fills a slot, sends the slot number and a small picklable job over a pipe, and the helper runs
-``handler(slot_columns, job)`` on one of its threads, then answers ``(job.seq, error)``. So only
-slot numbers and small job records cross the pipe, never the column data.
+:class:`SlotChannel` to its sinks. The slots live in a named shared memory block
+(:class:`multiprocessing.shared_memory.SharedMemory`, created by the parent, attached by both
+children, unlinked by the parent when the pair ends): the worker fills a slot, sends the slot
+number and a small picklable job over a pipe, and the helper runs ``handler(slot_columns, job)``
+on one of its threads, then answers ``(job.seq, error)``. So only slot numbers and small job
+records cross the pipe, never the column data.
 """
 
 from __future__ import annotations
 
 import contextlib
-import mmap
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import numpy as np
@@ -82,9 +84,13 @@ def slot_views(buf: Any, spec: OffloadSpec) -> list[dict[str, np.ndarray]]:
     ]
 
 
-def shared_slots(spec: OffloadSpec) -> mmap.mmap:
-    """Anonymous shared memory for the slots (inherited by forked children; pages are touched lazily)."""
-    return mmap.mmap(-1, max(_slot_layout(spec)[1] * spec.slots, 1))
+def shared_slots(spec: OffloadSpec) -> SharedMemory:
+    """A named shared memory block for the slots of one worker/helper pair (pages are touched lazily).
+
+    The caller unlinks it when the pair ends (a killed run's block is unlinked by
+    multiprocessing's resource tracker).
+    """
+    return SharedMemory(create=True, size=max(_slot_layout(spec)[1] * spec.slots, 1))
 
 
 class SlotChannel:
@@ -95,7 +101,7 @@ class SlotChannel:
     ``(seq, error)`` (error None on success); the slot of a finished job is free again.
     """
 
-    def __init__(self, conn: Connection, buf: mmap.mmap, spec: OffloadSpec) -> None:
+    def __init__(self, conn: Connection, buf: Any, spec: OffloadSpec) -> None:
         self.conn = conn
         self.spec = spec
         self.rows = spec.rows
@@ -145,9 +151,11 @@ class SlotChannel:
         """Nothing: the helper process lives as long as its file worker."""
 
 
-def helper_main(conn: Connection, other_end: Connection, buf: mmap.mmap, spec: OffloadSpec) -> None:
-    """Helper process: run ``spec.handler`` on the slots the file worker names, on ``spec.threads`` threads."""
-    other_end.close()  # so the pipe reports EOF when the file worker dies
+def helper_main(conn: Connection, buf: Any, spec: OffloadSpec) -> None:
+    """Helper process: run ``spec.handler`` on the slots the file worker names, on ``spec.threads`` threads.
+
+    Ends when the worker sends None or its end of the pipe closes (the worker died).
+    """
     slots = slot_views(buf, spec)
     lock = threading.Lock()
 

@@ -5,30 +5,38 @@ and hand every block to each of its sinks, which are built inside the worker by 
 (picklable callables ``path -> FileSink``). A failing file never stops the others; a worker that
 dies fails only the file it held and is replaced.
 
-Processes (``jobs`` file workers, forked from the caller, each paired with a helper process when
-a factory asks for one through an ``offload`` attribute, see :mod:`engine.pipeline.offload`)::
+Processes (``jobs`` file workers, each paired with a helper process when a factory asks for one
+through an ``offload`` attribute, see :mod:`engine.pipeline.offload`)::
 
     parent ── tasks ──► file worker 1: zstd + decode + convert ──slots──► helper 1 (threads)
        ▲                file worker 2: ...                      ──slots──► helper 2
        └─── progress events and outcomes ───────┘
 
-Each worker talks to the parent over its own pipe, so a worker that dies cannot block the others.
+One process model: workers and helpers are started by multiprocessing's *forkserver*, a clean
+single-threaded process (Arrow's allocator is mimalloc there: jemalloc would start a
+thread) that has imported only what they need (``engine.pipeline`` and the
+factories' modules, :func:`preload`), so a child never inherits the parent's threads (tqdm,
+pyarrow's pools) or open files, and starts in milliseconds. Each worker talks to the parent
+over its own pipe, so a worker that dies cannot block the others. Children ignore SIGINT (the
+parent stops them: one line on Ctrl-C, not a traceback per process) and die with their parent
+(``PR_SET_PDEATHSIG``, then a ``getppid()`` check for a parent that died before it took effect).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
-import mmap
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import select
 import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 from engine.cli import Interrupted
@@ -37,7 +45,39 @@ from engine.pipeline.offload import OffloadSpec, SlotChannel, helper_main, share
 from engine.pipeline.process import FileOutcome, ProgressEvent, Report, process_file
 from engine.pipeline.sinks import SinkFactory
 
-__all__ = ["run_pipeline"]
+__all__ = ["Reading", "preload", "run_pipeline"]
+
+_BASE_PRELOAD = ("engine.pipeline.pool",)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How every file of a run is read (travels to the workers)."""
+
+    symbols: frozenset[str] | None = None
+    block_bytes: int = DEFAULT_BLOCK_BYTES
+    skip_bad_records: bool = False
+
+
+def _context() -> Any:
+    return mp.get_context("forkserver")
+
+
+def preload(modules: Iterable[str] = ()) -> None:
+    """Name the modules the forkserver imports before it forks any child, and start it now.
+
+    Call it as early as possible (before reading inputs): the server imports NumPy, Numba and
+    whatever the sinks need while the caller does its own work, so the first worker forks
+    ready to decode. Later calls add modules only until the server has started.
+    """
+    from multiprocessing import forkserver
+
+    names = sorted({*_BASE_PRELOAD, *modules})
+    # Arrow's jemalloc runs a background thread: the forkserver must have none when it forks
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+    ctx = _context()
+    ctx.set_forkserver_preload(names)
+    forkserver.ensure_running()
 
 
 def run_pipeline(
@@ -46,6 +86,7 @@ def run_pipeline(
     *,
     symbols: set[str] | None = None,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    skip_bad_records: bool = False,
     jobs: int = 1,
     report: Report | None = None,
     inline: bool = False,
@@ -62,60 +103,106 @@ def run_pipeline(
         Keep only these symbols.
     block_bytes : int
         Decompressed bytes per block.
+    skip_bad_records : bool
+        Skip and count corrupt records instead of failing their file.
     jobs : int
         Files processed at once (each by a file worker, and its helper process if a sink asks for one).
     report : callable, optional
         Receives :class:`ProgressEvent` s in the calling process.
     inline : bool
         Run everything in this process, one file after the other (debugging, tiny inputs).
+
+    Raises
+    ------
+    Interrupted
+        On Ctrl-C or SIGTERM, once every worker is stopped (with how many files were done).
     """
+    reading = Reading(frozenset(symbols) if symbols is not None else None, block_bytes, skip_bad_records)
     if inline or not paths:
         out: list[FileOutcome] = []
         try:
             for i, p in enumerate(paths):
-                out.append(
-                    process_file(p, factories, symbols=symbols, block_bytes=block_bytes, index=i, report=report)
-                )
+                out.append(_process(p, factories, reading, i, report))
         except KeyboardInterrupt:  # the file's sinks aborted (process_file's finally)
             raise Interrupted(sum(o.ok for o in out), len(paths)) from None
         return out
-    return _Pool(factories, symbols, block_bytes, max(1, min(jobs, len(paths))), report).run(paths)
+    return _Pool(factories, reading, max(1, min(jobs, len(paths))), report).run(paths)
 
 
-# -- file workers ------------------------------------------------------------------------------------
+def _process(
+    path: str | os.PathLike[str], factories: Sequence[SinkFactory], reading: Reading, index: int,
+    report: Report | None,
+) -> FileOutcome:  # fmt: skip
+    symbols = set(reading.symbols) if reading.symbols is not None else None
+    return process_file(
+        path, factories, symbols=symbols, block_bytes=reading.block_bytes, index=index, report=report,
+        skip_bad_records=reading.skip_bad_records,
+    )  # fmt: skip
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (no orphans finishing a killed run).
+# -- children -----------------------------------------------------------------------------------------
 
-    Ctrl-C reaches the whole process group: children ignore SIGINT and let the parent stop them,
-    so an interrupted run prints one line, not a traceback per process.
+
+def _child_setup(run_pid: int) -> None:
+    """Every child: ignore Ctrl-C (the run stops us), default SIGTERM, die with the run.
+
+    The OS parent of a child is the forkserver, which outlives the run while any child lives
+    (children hold its "alive" pipe), so ``PR_SET_PDEATHSIG`` alone is not enough: a watchdog
+    thread waits on a pidfd of the run's process and ends the child the moment it exits.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's "SIGTERM means interrupt" handler
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
     with contextlib.suppress(Exception):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the forkserver died before the request took effect
+        os._exit(4)
+    try:
+        fd = os.pidfd_open(run_pid)
+    except ProcessLookupError:  # the run is already gone
+        os._exit(4)
+    except OSError:  # no pidfd (old kernel): poll instead
+        fd = -1
+    threading.Thread(target=_watch_run, args=(run_pid, fd), name="run-watchdog", daemon=True).start()
 
 
-def _helper_main(conn: Connection, other_end: Connection, buf: mmap.mmap, spec: OffloadSpec) -> None:
-    _die_with_parent()
-    helper_main(conn, other_end, buf, spec)
+def _watch_run(run_pid: int, fd: int) -> None:
+    if fd >= 0:
+        select.select([fd], [], [])  # readable once the process has exited
+        os._exit(4)
+    while True:
+        try:
+            os.kill(run_pid, 0)
+        except ProcessLookupError:
+            os._exit(4)
+        time.sleep(1.0)
+
+
+def _helper_main(conn: Connection, shm_name: str, spec: OffloadSpec, run_pid: int) -> None:
+    _child_setup(run_pid)
+    shm = SharedMemory(name=shm_name)
+    try:
+        helper_main(conn, shm.buf, spec)
+    finally:
+        _release(shm)
+
+
+def _release(shm: SharedMemory) -> None:
+    with contextlib.suppress(BufferError):  # a view still alive at exit: the OS frees it anyway
+        shm.close()
 
 
 def _worker_main(
     conn: Connection,
     factories: Sequence[SinkFactory],
-    symbols: set[str] | None,
-    block_bytes: int,
-    helper: tuple[Connection, mmap.mmap, OffloadSpec] | None,
+    reading: Reading,
+    helper: tuple[Connection, str, OffloadSpec] | None,
+    run_pid: int,
 ) -> None:
-    """File worker process: take (index, path) tasks from its pipe until None; send events and outcomes back.
-
-    Each worker talks to the parent over its own pipe (no lock shared with other workers, so a
-    worker that dies cannot block the others).
-    """
-    _die_with_parent()
-    channel = SlotChannel(*helper) if helper is not None else None
+    """File worker process: take (index, path) tasks from its pipe until None; send events and outcomes back."""
+    _child_setup(run_pid)
+    shm = SharedMemory(name=helper[1]) if helper is not None else None
+    channel = SlotChannel(helper[0], shm.buf, helper[2]) if helper is not None and shm is not None else None
     if helper is not None:
         helper[2].install(channel)
     code = 0
@@ -126,10 +213,7 @@ def _worker_main(
                 break
             index, path = task
             conn.send(("start", index))
-            out = process_file(
-                path, factories, symbols=symbols, block_bytes=block_bytes, index=index, report=conn.send
-            )
-            conn.send(out)
+            conn.send(_process(path, factories, reading, index, conn.send))
             if channel is not None and channel.broken is not None:
                 code = 3  # the pool starts a new worker and helper
                 break
@@ -140,8 +224,14 @@ def _worker_main(
             helper[2].install(None)
             with contextlib.suppress(OSError):
                 helper[0].send(None)
+        channel = None
+        if shm is not None:
+            _release(shm)
     if code:
         os._exit(code)
+
+
+# -- the parent's side ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -149,59 +239,57 @@ class _Pair:
     worker: Any
     helper: Any
     conn: Connection
+    shm: SharedMemory | None = None
     task: int | None = None
     started: bool = False  # the worker acknowledged its task
 
 
 class _Pool:
-    """The parent's side: start worker/helper pairs, hand out files, collect outcomes, replace dead pairs."""
+    """Start worker/helper pairs, hand out files, collect outcomes, replace dead pairs."""
 
     def __init__(
-        self,
-        factories: Sequence[SinkFactory],
-        symbols: set[str] | None,
-        block_bytes: int,
-        jobs: int,
-        report: Report | None,
+        self, factories: Sequence[SinkFactory], reading: Reading, jobs: int, report: Report | None
     ) -> None:
-        self.ctx = mp.get_context("fork")
+        self.ctx = _context()
         self.factories = list(factories)
-        self.symbols = symbols
-        self.block_bytes = block_bytes
+        self.reading = reading
         self.jobs = jobs
         self.report = report
         self.offload: OffloadSpec | None = next(
             (o for o in (getattr(f, "offload", None) for f in factories) if o is not None), None
         )
+        modules = {type(f).__module__ for f in self.factories}
+        if self.offload is not None:
+            modules |= {getattr(self.offload.handler, "__module__", "") or ""}
+        preload(m for m in modules if m and m != "__main__")
         self.pairs: list[_Pair] = []
 
     def _start_pair(self) -> None:
         helper = None
         helper_proc = None
+        shm = None
         if self.offload is not None:
-            buf = shared_slots(self.offload)
+            shm = shared_slots(self.offload)
             mine, theirs = self.ctx.Pipe(duplex=True)
             helper_proc = self.ctx.Process(
-                target=_helper_main, args=(theirs, mine, buf, self.offload), daemon=True
+                target=_helper_main, args=(theirs, shm.name, self.offload, os.getpid()), daemon=True
             )
             helper_proc.start()
             theirs.close()
-            helper = (mine, buf, self.offload)
+            helper = (mine, shm.name, self.offload)
         parent_end, child_end = self.ctx.Pipe(duplex=True)
-        args = (child_end, self.factories, self.symbols, self.block_bytes, helper)
-        worker = self.ctx.Process(target=_worker_main, args=args, daemon=True)
+        worker = self.ctx.Process(
+            target=_worker_main, args=(child_end, self.factories, self.reading, helper, os.getpid()), daemon=True
+        )
         worker.start()
         child_end.close()
         if helper is not None:
             helper[0].close()
-            helper[1].close()
-        self.pairs.append(_Pair(worker, helper_proc, parent_end))
+        self.pairs.append(_Pair(worker, helper_proc, parent_end, shm))
 
     def run(self, paths: Sequence[str | os.PathLike[str]]) -> list[FileOutcome]:
         outcomes: dict[int, FileOutcome] = {}
         todo = list(range(len(paths)))[::-1]  # popped from the end: in order
-        gc.collect()
-        gc.freeze()  # the children share the parent's objects: keep their GC from dirtying (copying) those pages
         try:
             for _ in range(self.jobs):
                 self._start_pair()
@@ -235,7 +323,6 @@ class _Pool:
             raise Interrupted(sum(o.ok for o in outcomes.values()), len(paths)) from None
         finally:
             self._stop()
-            gc.unfreeze()
         return [outcomes[i] for i in range(len(paths))]
 
     def _kill(self) -> None:
@@ -261,12 +348,22 @@ class _Pool:
             pair.helper.join(timeout=5)
             if pair.helper.is_alive():
                 pair.helper.terminate()
+                pair.helper.join(timeout=5)
+        self._free(pair)
         if pair.task is not None and pair.task not in outcomes:
             p = str(paths[pair.task])
             msg = f"{p}: the worker process died (exit code {pair.worker.exitcode}) while converting it"
             outcomes[pair.task] = FileOutcome(p, pair.task, message=msg)
             if self.report is not None:
                 self.report(ProgressEvent(pair.task, p, 0, 0, 0, done=True, ok=False))
+
+    @staticmethod
+    def _free(pair: _Pair) -> None:
+        if pair.shm is not None:
+            with contextlib.suppress(FileNotFoundError):
+                pair.shm.unlink()
+            _release(pair.shm)
+            pair.shm = None
 
     def _stop(self) -> None:
         for pair in self.pairs:
@@ -282,4 +379,5 @@ class _Pool:
                     proc.terminate()
                     proc.join(timeout=5)
             pair.conn.close()
+            self._free(pair)
         self.pairs.clear()

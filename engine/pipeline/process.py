@@ -47,6 +47,8 @@ class FileOutcome:
     """With a symbol filter: the wanted symbols that had rows in this file."""
     symbols_known: list[str] = field(default_factory=list)
     """With a symbol filter: every symbol the file's symbology names (for "did you mean")."""
+    bad_records: int = 0
+    """Corrupt records skipped (only with ``skip_bad_records``)."""
 
 
 @dataclass
@@ -76,6 +78,7 @@ def process_file(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     index: int = 0,
     report: Report | None = None,
+    skip_bad_records: bool = False,
 ) -> FileOutcome:
     """Stream one DBN file into every sink the factories build; never raises for bad input.
 
@@ -91,7 +94,7 @@ def process_file(
         out.nbytes = p.stat().st_size
         sinks = [f(p) for f in factories]
         last = 0.0
-        for block in iter_column_blocks(p, block_bytes, symbols, state):
+        for block in iter_column_blocks(p, block_bytes, symbols, state, skip_bad_records):
             for s in sinks:
                 s.write(block)
             out.rows += len(block)
@@ -103,6 +106,9 @@ def process_file(
                     ev = ProgressEvent(index, str(p), out.nbytes, reader.bytes_read, reader.records_read)
                     ev.seconds = now - t0
                     report(ev)
+        out.bad_records = state[0].reader.bad_records if state else 0
+        for s in sinks:
+            s.source_done(out.bad_records)
         results = []
         for i, s in enumerate(sinks):
             try:

@@ -39,6 +39,9 @@ class FileSink(ABC):
     @abstractmethod
     def abort(self) -> None: ...
 
+    def source_done(self, bad_records: int) -> None:  # noqa: B027 - optional hook
+        """Called once the source is read, before :meth:`close`: what the reader skipped."""
+
 
 class SinkFactory(Protocol):
     """Builds the sink of one source file, inside the worker process (must be picklable).

@@ -101,6 +101,7 @@ def ingest_file(
     *,
     index: int = 0,
     report: Report | None = None,
+    skip_bad_records: bool = False,
 ) -> QuestDBFileResult:
     """Load one file (decode in this thread, send in the sink's thread); never raises for bad input."""
     p = Path(path)
@@ -119,7 +120,7 @@ def ingest_file(
             state: list[FileColumns] = []
             last = 0.0
             try:
-                for block in iter_column_blocks(p, block_bytes, symbols, state):
+                for block in iter_column_blocks(p, block_bytes, symbols, state, skip_bad_records):
                     sink.write(block)
                     now = time.perf_counter()
                     if report is not None and state and now - last > 0.1:
@@ -161,15 +162,16 @@ def _init_worker(q: Any) -> None:
 
 
 def _worker(
-    path: str, options: QuestDBOptions, symbols: set[str] | None, block_bytes: int, index: int
-) -> QuestDBFileResult:
+    path: str, options: QuestDBOptions, symbols: set[str] | None, block_bytes: int, index: int,
+    skip_bad_records: bool = False,
+) -> QuestDBFileResult:  # fmt: skip
     q = _WORKER_QUEUE
 
     def report(i: int, p: str, total: int, done: int, records: int, finished: bool) -> None:
         if q is not None:
             q.put((i, p, total, done, records, finished))
 
-    return ingest_file(path, options, symbols, block_bytes, index=index, report=report)
+    return ingest_file(path, options, symbols, block_bytes, index=index, report=report, skip_bad_records=skip_bad_records)
 
 
 def ingest_questdb(
@@ -185,6 +187,7 @@ def ingest_questdb(
     quiet: bool = True,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     options: QuestDBOptions | None = None,
+    skip_bad_records: bool = False,
 ) -> QuestDBSummary:
     """Load DBN MBO files into QuestDB, exactly once each, and confirm the rows with ``count()``.
 
@@ -242,13 +245,15 @@ def ingest_questdb(
         with board:
             if n_jobs == 1:
                 for i, p in enumerate(inputs):
-                    results[i] = ingest_file(p, opts, symbols, block_bytes, index=i, report=report)
+                    results[i] = ingest_file(
+                        p, opts, symbols, block_bytes, index=i, report=report, skip_bad_records=skip_bad_records
+                    )
             else:
                 ctx = mp.get_context("spawn")
                 q = ctx.Queue()
                 pool = ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(q,))
                 futs: dict[Future[QuestDBFileResult], int] = {
-                    pool.submit(_worker, str(p), opts, symbols, block_bytes, i): i
+                    pool.submit(_worker, str(p), opts, symbols, block_bytes, i, skip_bad_records): i
                     for i, p in enumerate(inputs)
                 }
                 pending = set(futs)

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,6 +36,7 @@ from engine.lake.ingest import ingest_parquet, is_complete
 from engine.lake.layout import list_lake, read_lake_info
 from engine.pipeline.sinks import FileSink, SinkResult
 from engine.synth.day import generate_blocks, instrument_ids
+from tests.support.hooks import BLOCK_ENCODER_ON_DAY, patched_env
 from tests.support.samples import MBO_SAMPLES, ROOT, sample_path
 
 SYMBOLS = ("NVDA", "AAPL", "MSFT", "TSLA", "AMD")
@@ -442,40 +442,44 @@ def test_killed_run_leaves_no_partial_file_and_rerun_is_exact(
     day: Path, day_oracle: pd.DataFrame, tmp_path: Path
 ) -> None:
     lake = tmp_path / "lake"
-    script = textwrap.dedent(
-        f"""
-        import sys, time
-        import engine.lake.encode as enc
-        slow = enc.encode_stripe
-        def encode(*a):
-            time.sleep(0.05)
-            return slow(*a)
-        enc.encode_stripe = encode
-        from engine.lake.ingest import ingest_parquet
-        opts = enc.ParquetOptions(stripe_rows=1024, row_group_rows=256, max_row_group_rows=512)
-        ingest_parquet([{str(day)!r}], {str(lake)!r}, jobs=1, options=opts)
-        """
+    script = (
+        "import sys; import engine.lake.encode as enc; from engine.lake.ingest import ingest_parquet; "
+        "opts = enc.ParquetOptions(stripe_rows=1024, row_group_rows=256, max_row_group_rows=512); "
+        f"ingest_parquet([{str(day)!r}], {str(lake)!r}, jobs=1, options=opts)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True)
+    env = patched_env(tmp_path, BLOCK_ENCODER_ON_DAY.format(day=DATE))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            if lake.is_dir() and any(p.name.endswith(".tmp") for p in lake.iterdir()):
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not temps(lake):
+            time.sleep(0.02)  # polling for a condition, with a deadline
+        assert proc.poll() is None and temps(lake), "the run ended (or never wrote) before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the run, its forkserver, its workers
+        proc.wait(60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    time.sleep(0.2)  # the workers die with their parent
-    assert not list_lake(lake) and not no_temps(lake)  # temporaries only, no final name
+    writers = {int(p.name.split(".")[-3]) for p in temps(lake)}
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in writers) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not list_lake(lake) and temps(lake)  # temporaries only, no final name
     s = ingest_parquet([day], lake, options=SMALL)
     assert s.ok and s.rows == 30_000 and s.skipped == 0
     assert_lake_equals(lake, day_oracle)
     assert no_temps(lake)
+
+
+def temps(lake: Path) -> list[Path]:
+    return [p for p in lake.iterdir() if p.name.endswith(".tmp")] if lake.is_dir() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 # -- bad input ---------------------------------------------------------------------------------------

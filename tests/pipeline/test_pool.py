@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import json
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -11,14 +19,15 @@ import engine.lake.encode as encode
 from engine.dbn.columns import ColumnBlock
 from engine.errors import SinkError
 from engine.lake.encode import ParquetOptions, offload_spec
+from engine.lake.ingest import ParquetSinkFactory
 from engine.lake.layout import (
     list_lake,
 )
-from engine.pipeline.offload import slot_views
+from engine.pipeline.offload import OffloadSpec, slot_views
 from engine.pipeline.pool import run_pipeline
 from engine.pipeline.process import ProgressEvent
 from engine.pipeline.sinks import FileSink, SinkResult
-from tests.support.samples import sample_path
+from tests.support.samples import ROOT, sample_path
 
 
 class CountSink(FileSink):
@@ -42,6 +51,36 @@ class CountSink(FileSink):
 
     def abort(self) -> None:
         pass
+
+
+class ProbeSink(CountSink):
+    """Writes what a worker process looks like from inside to a JSON file."""
+
+    def __init__(self, path: Path, out: str) -> None:
+        super().__init__(path, None, None)
+        sig = ctypes.c_int(0)
+        ctypes.CDLL(None).prctl(2, ctypes.byref(sig))  # PR_GET_PDEATHSIG
+        Path(out).write_text(json.dumps({
+            "threads": len(os.listdir("/proc/self/task")), "parent": os.getppid(), "pdeathsig": sig.value,
+            "pid": os.getpid(),
+        }))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProbeFactory:
+    out: str
+
+    def __call__(self, path: Path) -> FileSink:
+        return ProbeSink(path, self.out)
+
+
+def psutil_alive(pid: int) -> bool:
+    """True while ``pid`` runs (zombies count as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 class CountFactory:
@@ -88,26 +127,77 @@ def test_sink_error_is_reported_with_the_file() -> None:
     assert outs[2].message == "test_data.mbo.dbn.zst: refused by the test sink"
 
 
-_REAL_ENCODE = encode.encode_stripe
-
-
-def _dying_encode(arrays: dict, job: encode.StripeJob, options: ParquetOptions) -> int:
+def _dying_job(arrays: dict, job: encode.StripeJob) -> None:
     """Runs in the encoder process: dies on the stripes of 2020-12-28."""
     if job.day == "2020-12-28":
         os._exit(9)
-    return _REAL_ENCODE(arrays, job, options)
+    encode.encode_job(arrays, job)
 
 
-def test_encoder_death_fails_its_file_and_a_new_encoder_takes_over(tmp_path: Path, monkeypatch) -> None:
-    from engine.lake.ingest import ParquetSinkFactory
+@dataclass(frozen=True)
+class DyingEncoderFactory(ParquetSinkFactory):
+    """The lake's factory whose encoder process dies on one day (children import this module)."""
 
-    monkeypatch.setattr(encode, "encode_stripe", _dying_encode)
+    @property
+    def offload(self) -> OffloadSpec | None:
+        spec = super().offload
+        return None if spec is None else replace(spec, handler=_dying_job)
+
+
+def test_encoder_death_fails_its_file_and_a_new_encoder_takes_over(tmp_path: Path) -> None:
     paths = [sample_path(SAMPLES[3]), sample_path(SAMPLES[2])]  # 2020-12-28, then 2024-01-18
-    outs = run_pipeline(paths, [ParquetSinkFactory(str(tmp_path))], jobs=1)
+    outs = run_pipeline(paths, [DyingEncoderFactory(str(tmp_path))], jobs=1)
     assert not outs[0].ok and "encoder process died" in outs[0].message
     assert outs[1].ok and [Path(o).name for o in outs[1].outputs] == ["mbo_2024-01-18.parquet"]
     assert [f.path.name for f in list_lake(tmp_path)] == ["mbo_2024-01-18.parquet"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_children_start_clean_and_die_with_their_parent(tmp_path: Path) -> None:
+    """Workers come from the forkserver (no inherited threads or files) and exit with the run."""
+    outs = run_pipeline([sample_path(SAMPLES[3])], [ProbeFactory(str(tmp_path / "probe.json"))], jobs=1)
+    assert outs[0].ok, outs[0].message
+    probe = json.loads((tmp_path / "probe.json").read_text())
+    assert probe["threads"] == 2  # the worker's own thread and its run watchdog: nothing inherited
+    assert probe["parent"] != os.getpid()  # forked by the forkserver, not by us
+    assert probe["pdeathsig"] == signal.SIGKILL
+    assert not psutil_alive(probe["pid"])
+
+
+@dataclass(frozen=True)
+class BlockingFactory:
+    """A sink that writes its process id to ``out`` and then waits forever."""
+
+    out: str
+
+    def __call__(self, path: Path) -> FileSink:
+        Path(self.out).write_text(str(os.getpid()))
+        threading.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def test_workers_die_when_the_run_is_killed(tmp_path: Path) -> None:
+    out = tmp_path / "worker.pid"
+    script = (
+        "import sys; from engine.pipeline.pool import run_pipeline; "
+        "from tests.pipeline.test_pool import BlockingFactory; "
+        f"run_pipeline([sys.argv[1]], [BlockingFactory({str(out)!r})], jobs=1)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(sample_path(SAMPLES[3]))], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert out.exists(), "the worker never started"
+        worker = int(out.read_text())
+        assert psutil_alive(worker)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 60
+    while psutil_alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil_alive(worker), "a worker outlived its killed run"
 
 
 def test_slot_views_do_not_overlap() -> None:

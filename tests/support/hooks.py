@@ -1,0 +1,40 @@
+"""Change code inside every process of a run started as a subprocess (workers come from a forkserver).
+
+Monkeypatching the test process does not reach the pipeline's workers: they are forked by a
+fresh forkserver interpreter. :func:`patched_env` writes a ``sitecustomize`` module that every
+Python process started with the returned environment runs first (the run, its forkserver and
+so its workers), so a test can slow or block a stage deterministically.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+__all__ = ["BLOCK_ENCODER_ON_DAY", "patched_env"]
+
+BLOCK_ENCODER_ON_DAY = """
+import threading
+import engine.lake.encode as _enc
+
+_real = _enc.encode_stripe
+
+def _encode(arrays, job, options):
+    n = _real(arrays, job, options)  # the part (a temporary file) is written ...
+    if job.day == {day!r}:
+        threading.Event().wait()  # ... but this day never finishes: the run waits to be stopped
+    return n
+
+_enc.encode_stripe = _encode
+"""
+"""Encode the stripes of ``day`` and then block forever (format with ``day=``)."""
+
+
+def patched_env(where: Path, code: str) -> dict[str, str]:
+    """An environment whose Python processes run ``code`` at start-up (written under ``where``)."""
+    site = where / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(textwrap.dedent(code))
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
