@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 
 from engine.cli import ArgumentParser, sigterm_as_interrupt
-from engine.errors import DatapairError, StoreUnavailableError
+from engine.errors import ConfigError, DatapairError, StoreUnavailableError
+from service.serving import ServeLimits, create_server
 
 __all__ = ["QueueLogLimiter", "check_host", "default_threads", "main", "make_parser", "tune_memory"]
 
@@ -54,6 +55,20 @@ def check_host(host: str, port: int) -> str | None:
         reason = exc.strerror if isinstance(exc, socket.gaierror) and exc.strerror else str(exc)
         return f"--host {host!r} is not an address this machine can listen on ({reason})"
     return None
+
+
+def serve_limits(env: dict[str, str], threads: int) -> ServeLimits:
+    """Bounds on slow clients from the environment (``DATAPAIR_STALL_SECONDS``, ``DATAPAIR_OUTBUF_MB``)."""
+    try:
+        stall = float(env.get("DATAPAIR_STALL_SECONDS") or 30)
+        outbuf = int(float(env.get("DATAPAIR_OUTBUF_MB") or 4) * 2**20)
+    except ValueError as exc:
+        msg = f"DATAPAIR_STALL_SECONDS / DATAPAIR_OUTBUF_MB must be numbers ({exc})"
+        raise ConfigError(msg) from None
+    if stall <= 0 or outbuf < 65_536:
+        msg = "DATAPAIR_STALL_SECONDS must be > 0 and DATAPAIR_OUTBUF_MB at least 0.0625"
+        raise ConfigError(msg)
+    return ServeLimits(threads=threads, stall_seconds=stall, outbuf_bytes=outbuf)
 
 
 class QueueLogLimiter(logging.Filter):
@@ -193,8 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").addFilter(QueueLogLimiter())
     try:
+        limits = serve_limits(env, args.threads)
+        settings = Settings.from_env(env)
+        if not env.get("DATAPAIR_STREAM_SLOTS"):
+            settings.stream_slots = limits.slots
         store = store_from_env(env, args.store)
-        app = create_app(store, Settings.from_env(env))
+        app = create_app(store, settings)
     except DatapairError as exc:
         print(f"datapair-serve: error: {exc}", file=sys.stderr)
         return 1
@@ -210,23 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     with sigterm_as_interrupt():  # from here SIGTERM stops the server as Ctrl-C does
-        code = _listen_and_serve(app, args, info)
+        code = _listen_and_serve(app, args, info, limits)
     if code == 0 and not args.quiet:
         print("datapair-serve: stopped", file=sys.stderr)
     return code
 
 
-def _listen_and_serve(app: object, args: argparse.Namespace, info: object) -> int:
-    import waitress
-
+def _listen_and_serve(app: object, args: argparse.Namespace, info: object, limits: ServeLimits) -> int:
     cores = os.cpu_count() or 1
     try:
-        # Responses stream: keep up to 16 MiB per connection in memory (the app waits when a client
-        # reads slower) instead of spilling to temporary files past 1 MiB.
-        server = waitress.create_server(
-            app, host=args.host, port=args.port, threads=args.threads, ident="datapair",
-            backlog=max(128, 128 * cores), connection_limit=max(100, 50 * args.threads),
-            outbuf_overflow=32 * 2**20, outbuf_high_watermark=16 * 2**20,
+        server = create_server(
+            app, args.host, args.port, limits, ident="datapair", backlog=max(128, 128 * cores),
+            connection_limit=max(100, 50 * args.threads),
         )  # fmt: skip
     except OSError as exc:
         reason = exc.strerror or str(exc)

@@ -49,11 +49,12 @@ from service.resources import (
     ToDatetimeResource,
     ToTimestampResource,
 )
+from service.serving import ServeLimits, StreamSlots, TooBusyError
 from service.stores.base import Store, check_symbol
 from service.stores.lake import LakeStore
 from service.stores.questdb import QuestDBStore
 
-__all__ = ["ROUTES", "Settings", "create_app", "get_app", "store_from_env"]
+__all__ = ["ROUTES", "AppParts", "Settings", "create_app", "get_app", "store_from_env"]
 
 log = logging.getLogger("datapair.service")
 
@@ -70,6 +71,8 @@ class Settings:
     buffer_rows: int = 32_768
     max_body_bytes: int = 65_536
     max_bars: int = 100_000
+    stream_slots: int = ServeLimits().slots
+    """Large answers streaming at once (``DATAPAIR_STREAM_SLOTS``; ``datapair-serve`` sizes it from --threads)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -84,6 +87,13 @@ class Settings:
                 raise ConfigError(msg) from None
         if env.get("DATAPAIR_DEFAULT_SYMBOL"):
             s.default_symbol = env["DATAPAIR_DEFAULT_SYMBOL"]
+        raw = env.get("DATAPAIR_STREAM_SLOTS")
+        if raw:
+            try:
+                s.stream_slots = int(raw)
+            except ValueError:
+                msg = f"DATAPAIR_STREAM_SLOTS={raw!r} is not an integer"
+                raise ConfigError(msg) from None
         s.check()
         return s
 
@@ -99,21 +109,32 @@ class Settings:
             raise ConfigError(f"default symbol: {exc}") from None
 
 
-ROUTES: dict[str, Callable[[Store, Settings, dict], object]] = {
-    "/data": lambda st, s, spec: DataResource(
-        st, s.max_rows, s.default_symbol, s.batch_rows, s.max_body_bytes, s.buffer_rows
+@dataclass
+class AppParts:
+    """What the resources are built from: the store, the settings, the OpenAPI document, the stream slots."""
+
+    store: Store
+    settings: Settings
+    spec: dict
+    slots: StreamSlots
+
+
+ROUTES: dict[str, Callable[[AppParts], object]] = {
+    "/data": lambda p: DataResource(
+        p.store, p.settings.max_rows, p.settings.default_symbol, p.settings.batch_rows,
+        p.settings.max_body_bytes, p.settings.buffer_rows, p.slots,
     ),
-    "/time/to_timestamp": lambda st, s, spec: ToTimestampResource(s.max_body_bytes),
-    "/time/to_datetime": lambda st, s, spec: ToDatetimeResource(s.max_body_bytes),
-    "/api/mbo/bars": lambda st, s, spec: BarsResource(st, s.default_symbol, s.max_bars),
-    "/api/mbo/ticks": lambda st, s, spec: TicksResource(st, s.default_symbol),
-    "/api/mbo/symbols": lambda st, s, spec: SymbolsResource(st),
-    "/api/mbo/range": lambda st, s, spec: RangeResource(st, s.default_symbol),
-    "/health": lambda st, s, spec: HealthResource(st),
-    "/openapi.json": lambda st, s, spec: OpenAPIResource(spec),
-    "/": lambda st, s, spec: PageResource(s.default_symbol),
-    "/chart": lambda st, s, spec: PageResource(s.default_symbol),
-    "/static/{name}": lambda st, s, spec: StaticResource(),
+    "/time/to_timestamp": lambda p: ToTimestampResource(p.settings.max_body_bytes),
+    "/time/to_datetime": lambda p: ToDatetimeResource(p.settings.max_body_bytes),
+    "/api/mbo/bars": lambda p: BarsResource(p.store, p.settings.default_symbol, p.settings.max_bars),
+    "/api/mbo/ticks": lambda p: TicksResource(p.store, p.settings.default_symbol),
+    "/api/mbo/symbols": lambda p: SymbolsResource(p.store),
+    "/api/mbo/range": lambda p: RangeResource(p.store, p.settings.default_symbol),
+    "/health": lambda p: HealthResource(p.store),
+    "/openapi.json": lambda p: OpenAPIResource(p.spec),
+    "/": lambda p: PageResource(p.settings.default_symbol),
+    "/chart": lambda p: PageResource(p.settings.default_symbol),
+    "/static/{name}": lambda p: StaticResource(),
 }
 """Every route and how its resource is built."""
 
@@ -123,6 +144,7 @@ _STATUS: list[tuple[type[DatapairError], str, str]] = [
     (TooManyRowsError, falcon.HTTP_413, "Too many rows"),
     (BodyTooLargeError, falcon.HTTP_413, "Request body too large"),
     (QueryError, falcon.HTTP_400, "Bad request"),
+    (TooBusyError, falcon.HTTP_503, "Too busy"),
     (StoreUnavailableError, falcon.HTTP_503, "Store unavailable"),
     (ConfigError, falcon.HTTP_500, "Server misconfigured"),
     (DatapairError, falcon.HTTP_500, "Server error"),
@@ -154,7 +176,7 @@ def _serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTT
     resp.text = json.dumps({"title": exc.title, "description": description})
 
 
-def create_app(store: Store, settings: Settings | None = None) -> falcon.App:
+def create_app(store: Store, settings: Settings | None = None, slots: StreamSlots | None = None) -> falcon.App:
     """The WSGI app over ``store``.
 
     Parameters
@@ -164,6 +186,8 @@ def create_app(store: Store, settings: Settings | None = None) -> falcon.App:
         :class:`~service.stores.questdb.QuestDBStore`).
     settings : Settings, optional
         Limits and defaults (:class:`Settings` defaults when None).
+    slots : StreamSlots, optional
+        The slots of large streamed answers (default: ``settings.stream_slots`` of them).
     """
     settings = settings or Settings()
     settings.check()
@@ -173,8 +197,9 @@ def create_app(store: Store, settings: Settings | None = None) -> falcon.App:
     app.add_error_handler(DatapairError, _handle_datapair_error)
     app.set_error_serializer(_serialize_error)
     spec = build_spec(__version__)
+    parts = AppParts(store, settings, spec, slots or StreamSlots(settings.stream_slots))
     for path, make in ROUTES.items():
-        app.add_route(path, make(store, settings, spec))
+        app.add_route(path, make(parts))
     return app
 
 

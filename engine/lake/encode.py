@@ -112,6 +112,7 @@ class ParquetOptions:
             "column_encoding": {c: "DELTA_BINARY_PACKED" for c in self.delta_columns} or None,
             "write_statistics": list(self.statistics_columns),
             "data_page_size": self.data_page_size,
+            "write_page_index": False,  # parts are moved by offset (engine.lake.footer): no page index
             "sorting_columns": [
                 pq.SortingColumn(COLUMNS.index("symbol")),
                 pq.SortingColumn(COLUMNS.index("ts_event")),

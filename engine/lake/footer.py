@@ -29,7 +29,9 @@ _MAGIC = b"PAR1"
 _FMD_NUM_ROWS, _FMD_ROW_GROUPS, _FMD_KV = 3, 4, 5
 _RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
 _CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 2, 3, 4, 6
-_CMD_OFFSETS = (9, 10, 11, 14)  # data page, index page, dictionary page, bloom filter
+_CMD_OFFSETS = (9, 10, 11)  # data page, index page, dictionary page
+_CMD_BLOOM_OFFSET = 14
+_OUTSIDE_CHUNKS = {_CC_OFFSET_INDEX: "an offset index", _CC_COLUMN_INDEX: "a column index"}
 
 
 class _Reader:
@@ -164,6 +166,24 @@ def _field(fields: list[list[Any]], fid: int) -> list[Any] | None:
     return None
 
 
+def _check_movable(rg: list[list[Any]], path: object) -> None:
+    """Refuse what lives outside the column chunks: a page index or a bloom filter would be left behind.
+
+    The assembler moves only the bytes of the column chunks; the page index (column and offset
+    indexes) and bloom filters sit elsewhere in the file, and the offset index also holds absolute
+    page offsets. Lake parts are written without them (``ParquetOptions.writer_kwargs``).
+    """
+    cols = _field(rg, _RG_COLUMNS)
+    for cc in cols[2][1] if cols is not None else []:
+        for f in cc:
+            if f[0] in _OUTSIDE_CHUNKS and f[2]:
+                msg = f"{path}: a part with {_OUTSIDE_CHUNKS[f[0]]}, which the assembler cannot move; write parts without a page index"
+                raise SinkError(msg)
+            if f[0] == _CC_META and any(g[0] == _CMD_BLOOM_OFFSET for g in f[2]):
+                msg = f"{path}: a part with a bloom filter, which the assembler cannot move; write parts without one"
+                raise SinkError(msg)
+
+
 def _shift_row_group(rg: list[list[Any]], delta: int, ordinal: int) -> None:
     for f in rg:
         if f[0] == _RG_FILE_OFFSET:
@@ -173,7 +193,7 @@ def _shift_row_group(rg: list[list[Any]], delta: int, ordinal: int) -> None:
     cols = _field(rg, _RG_COLUMNS)
     for cc in cols[2][1] if cols is not None else []:
         for f in cc:
-            if f[0] in (_CC_FILE_OFFSET, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX) and f[2]:
+            if f[0] == _CC_FILE_OFFSET and f[2]:
                 f[2] += delta
             elif f[0] == _CC_META:
                 for g in f[2]:
@@ -260,6 +280,8 @@ class PartAssembler:
         lo, hi = (len(_MAGIC), footer_start) if row_groups is None else _byte_range(groups, part)
         delta = self._pos - lo
         rows = 0
+        for rg in groups:
+            _check_movable(rg, part)
         for rg in groups:
             _shift_row_group(rg, delta, len(self._row_groups))
             self._row_groups.append(rg)

@@ -92,6 +92,8 @@ class ParquetSinkFactory:
     options: ParquetOptions | None = None
     skip_complete: bool = False
     """Give a no-op sink for a file the lake already holds (when other sinks still need it)."""
+    replace_damaged: bool = False
+    """Replace unreadable or incomplete day files (``--force``) instead of refusing."""
 
     @property
     def offload(self) -> OffloadSpec | None:
@@ -106,8 +108,9 @@ class ParquetSinkFactory:
             return CompleteSink()
         source = SourceEntry.of_file(path, self.symbols)
         return ParquetSink(
-            self.out_dir, source, day_files=self.day_files, by_symbol=self.by_symbol, options=self.options
-        )  # the pipeline's encoder process, if any, is found through engine.lake.encode.worker_encoder()
+            self.out_dir, source, day_files=self.day_files, by_symbol=self.by_symbol, options=self.options,
+            replace_damaged=self.replace_damaged,
+        )  # fmt: skip  # the pipeline's encoder process, if any, is found through engine.lake.encode.worker_encoder()
 
 
 def default_jobs() -> int:
@@ -249,7 +252,7 @@ def ingest_parquet(
             todo.append(p)
     factory = ParquetSinkFactory(
         str(lake), day_files, by_symbol, tuple(sorted(symbols)) if symbols is not None else None,
-        options or ParquetOptions(), skip_complete=bool(extra_sinks) and not force,
+        options or ParquetOptions(), skip_complete=bool(extra_sinks) and not force, replace_damaged=force,
     )  # fmt: skip
     factories: list[SinkFactory] = [factory, *extra_sinks]
     board = ProgressBoard(show_progress(quiet))

@@ -21,8 +21,8 @@ Every file's key-value metadata holds ``datapair.rows`` (its row count), ``datap
 of :class:`SourceEntry`, one per source DBN file that fed it (name, size, mtime_ns, path, its
 rows here and its row groups, its rows per day in the whole run, the symbol filter). A rerun
 compares that with the file on disk and skips exactly, without decoding. Files are written
-under a hidden temporary name (``.mbo_....parquet.<pid>.<random>.tmp``) and renamed when
-complete; :func:`remove_stale_temps` deletes those of dead processes.
+under a hidden temporary name (:mod:`engine.tempfiles`: ``.mbo_....parquet.<pid>.<random>.tmp``)
+and renamed when complete; :func:`remove_stale_temps` deletes those of dead processes.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from engine.dbn.kernels import NS_PER_DAY
 from engine.errors import SinkError
+from engine.tempfiles import remove_stale_temps, temp_path
 
 __all__ = [
     "LAYOUT",
@@ -74,7 +75,6 @@ LAYOUT = "stripes of arrival order, each sorted by symbol, ts_event; row groups 
 
 _EPOCH = dt.date(1970, 1, 1)
 _NAME = re.compile(r"^mbo_(?:(?P<symbol>.+)_)?(?P<day>\d{4}-\d{2}-\d{2})\.parquet$")
-_TEMP = re.compile(r"^\.mbo_.*\.parquet\.(?P<pid>\d+)\.[0-9a-f]+\.tmp$")
 # Characters kept as they are in per-symbol file names; anything else is %-escaped.
 _SAFE = "!#$&'()+,-.;=@[]^_`{}~ "
 
@@ -292,30 +292,6 @@ def read_lake_info(path: str | os.PathLike[str]) -> LakeInfo:
     return LakeInfo(p, rows, md.num_rows, md.num_row_groups, kv.get(META_DAY), kv.get(META_SYMBOL), sources)
 
 
-def temp_path(final: str | os.PathLike[str]) -> Path:
-    """A hidden temporary name next to ``final`` (``.NAME.<pid>.<random>.tmp``), never matched as a lake file."""
-    f = Path(final)
-    return f.with_name(f".{f.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if process ``pid`` runs (a zombie, killed but not reaped, counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def lake_lock(lake_dir: str | os.PathLike[str]) -> Iterator[None]:
     """An exclusive lock on the lake directory, held while files are moved into place."""
@@ -326,20 +302,3 @@ def lake_lock(lake_dir: str | os.PathLike[str]) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-
-
-def remove_stale_temps(lake_dir: str | os.PathLike[str]) -> list[Path]:
-    """Delete temporary files left by killed runs (their writer process no longer exists)."""
-    d = Path(lake_dir)
-    removed: list[Path] = []
-    if not d.is_dir():
-        return removed
-    for entry in os.scandir(d):
-        m = _TEMP.match(entry.name)
-        if m and not _pid_alive(int(m["pid"])):
-            try:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-            except FileNotFoundError:
-                pass
-    return removed

@@ -109,27 +109,39 @@ class _SymbolFile:
         self.temp.unlink(missing_ok=True)
 
 
-def _other_sources(final: Path, source: SourceEntry) -> list[SourceEntry]:
-    """Sources of the rows already in ``final`` that this source does not replace."""
+def _other_sources(final: Path, source: SourceEntry, replace_damaged: bool = False) -> list[SourceEntry]:
+    """Sources of the rows already in ``final`` that this source does not replace.
+
+    A final file that cannot be read, or whose footer says it is incomplete, would lose those
+    rows silently if it were replaced: that is refused unless ``replace_damaged`` (``--force``,
+    when the caller re-ingests every source of the day).
+    """
     if not final.exists():
         return []
     try:
         info = read_lake_info(final)
-    except SinkError:
-        return []  # not a complete datapair file: replaced
-    if not info.complete:
-        return []
+        problem = None if info.complete else f"its footer says {info.rows:,} rows but it holds {info.num_rows:,}"
+    except SinkError as exc:
+        info, problem = None, str(exc)
+    if problem is not None or info is None:
+        if replace_damaged:
+            return []
+        msg = (
+            f"{final} exists but is not a complete lake file ({problem}), so the rows of its other "
+            f"sources cannot be kept; re-ingest every source file of that day with --force, or move it away"
+        )
+        raise SinkError(msg)
     return [s for s in info.sources if not source.replaces(s) and s.row_groups[1] > 0]
 
 
-def commit_output(out: _DayFile | _SymbolFile, source: SourceEntry) -> Path:
+def commit_output(out: _DayFile | _SymbolFile, source: SourceEntry, replace_damaged: bool = False) -> Path:
     """Finish a temporary lake file and move it into place (the caller holds the lake lock).
 
     Rows of other sources already in the final file are copied first: their row groups' bytes,
     as they are (no decoding), into a new file with a merged footer.
     """
     mine = replace(source, rows=out.rows, row_groups=(0, out.row_groups))
-    others = _other_sources(out.final, source)
+    others = _other_sources(out.final, source, replace_damaged)
     if not others:
         out.finish(_lake_metadata(out.rows, out.day, out.symbol, [mine]))
         os.replace(out.temp, out.final)
@@ -207,6 +219,9 @@ class ParquetSink(FileSink):
     encoder : StripeEncoder, optional
         Where stripes are encoded (shared, e.g. an encoder process); by default the one set by
         :func:`set_worker_encoder`, else a private :class:`ThreadEncoder`.
+    replace_damaged : bool
+        Replace a day file that cannot be read or is incomplete (``--force``); otherwise that is
+        refused, since the rows of its other sources would be lost.
     """
 
     def __init__(
@@ -218,10 +233,12 @@ class ParquetSink(FileSink):
         by_symbol: bool = False,
         options: ParquetOptions | None = None,
         encoder: StripeEncoder | None = None,
+        replace_damaged: bool = False,
     ) -> None:
         if not (day_files or by_symbol):
             msg = "ParquetSink needs day_files or by_symbol (or both)"
             raise ValueError(msg)
+        self.replace_damaged = replace_damaged
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.source = source
@@ -290,7 +307,7 @@ class ParquetSink(FileSink):
             source = replace(self.source, rows_by_day=dict(self.rows_by_day))
             with lake_lock(self.out_dir):
                 outs: list[_DayFile | _SymbolFile] = [*self._days.values(), *self._symbol_files.values()]
-                outputs = [str(commit_output(out, source)) for out in outs]
+                outputs = [str(commit_output(out, source, self.replace_damaged)) for out in outs]
         except BaseException:
             self.abort()
             raise

@@ -234,6 +234,40 @@ def _worker_main(
 # -- the parent's side ----------------------------------------------------------------------------------
 
 
+def _exit_watchers(pids: Sequence[int]) -> dict[int, int]:
+    """A pidfd per live process (readable once it has exited; -1 when pidfds are unavailable)."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        except OSError:
+            out[pid] = -1
+    return out
+
+
+def _wait_gone(watch: dict[int, int], timeout: float) -> None:
+    """Wait until every watched process has exited (or ``timeout``); close the pidfds."""
+    deadline = time.monotonic() + timeout
+    try:
+        for pid, fd in watch.items():
+            while time.monotonic() < deadline:
+                if fd >= 0:
+                    if select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                        break
+                else:
+                    try:
+                        os.kill(pid, 0)
+                    except ProcessLookupError:
+                        break
+                    time.sleep(0.05)
+    finally:
+        for fd in watch.values():
+            if fd >= 0:
+                os.close(fd)
+
+
 @dataclass
 class _Pair:
     worker: Any
@@ -326,8 +360,14 @@ class _Pool:
         return [outcomes[i] for i in range(len(paths))]
 
     def _kill(self) -> None:
-        """Interrupted: stop every worker and helper now (what they wrote is only temporary files)."""
+        """Interrupted: stop every worker and helper now (what they wrote is only temporary files).
+
+        Returns once each is really gone: ``join`` can return early when the forkserver itself
+        was stopped (SIGTERM to the process group), so the process ids are watched too.
+        """
         procs = [p for pair in self.pairs for p in (pair.worker, pair.helper) if p is not None]
+        pids = [p.pid for p in procs if p.pid is not None]
+        watch = _exit_watchers(pids)
         for proc in procs:
             with contextlib.suppress(Exception):
                 proc.terminate()
@@ -336,6 +376,7 @@ class _Pool:
             if proc.is_alive():
                 proc.kill()
                 proc.join(timeout=5)
+        _wait_gone(watch, timeout=30.0)
 
     def _bury(
         self, pair: _Pair, paths: Sequence[str | os.PathLike[str]], outcomes: dict[int, FileOutcome]

@@ -132,7 +132,7 @@ def export_day(
         return DayExport(day, final, 0, empty=True)
     if not force and _up_to_date(final, count):
         return DayExport(day, final, count, skipped=True)
-    download = temp_path(final.with_name(final.name + ".download"))
+    download = temp_path(final, "download")
     temp = temp_path(final)
     key = (day, symbol)
     if board is not None:

@@ -36,6 +36,7 @@ import zstandard
 from engine.dbn.metadata import MBO_DTYPE
 from engine.errors import ConfigError, DatapairError
 from engine.synth import kernels as kern
+from engine.tempfiles import temp_path
 
 __all__ = [
     "DATASET",
@@ -389,7 +390,7 @@ def write_day(
         compress = out.name.endswith(".zst")
     t0 = time.perf_counter()
     header = build_metadata(syms, day).encode()
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    tmp = temp_path(out)
     try:
         with open(tmp, "wb") as fh:
             if compress:

@@ -26,6 +26,7 @@ from engine.errors import QueryError
 from service.encoders import FORMATS, encode, negotiate
 from service.errors import TooManyRowsError
 from service.resources.params import Params, known_symbol
+from service.serving import ServeLimits, StreamSlots
 from service.stores.base import KEY_COLUMNS, Cursor, RangeQuery, Store, ints, limit_batches
 
 __all__ = ["DATA_PARAMS", "DataResource", "page_end"]
@@ -96,8 +97,10 @@ class DataResource:
         batch_rows: int = 16_384,
         max_body_bytes: int = 65_536,
         buffer_rows: int = 32_768,
+        slots: StreamSlots | None = None,
     ) -> None:
         self.store = store
+        self.slots = slots or StreamSlots(ServeLimits().slots)
         self.buffer_rows = buffer_rows
         self.max_rows = max_rows
         self.default_symbol = default_symbol
@@ -150,5 +153,5 @@ class DataResource:
         body = encode(fmt, batches)
         if n <= self.buffer_rows:
             resp.data = b"".join(body)  # a small answer goes out in one write, with a Content-Length
-        else:
-            resp.stream = body  # a large one streams chunked, one batch in memory at a time
+        else:  # a large one streams chunked, one batch in memory at a time, in one of the few slots
+            resp.stream = self.slots.wrap(body)

@@ -25,6 +25,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from urllib.parse import quote
 
@@ -89,6 +90,13 @@ def _sql_actions(actions: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{a}'" for a in actions) + ")"
 
 
+def _close_all(conns: set[http.client.HTTPConnection], lock: threading.Lock) -> None:
+    with lock:
+        for conn in conns:
+            conn.close()
+        conns.clear()
+
+
 class QuestDBStore(Store):
     """MBO rows from a QuestDB table over HTTP ``/exec``.
 
@@ -130,6 +138,9 @@ class QuestDBStore(Store):
         self.cache_seconds = cache_seconds
         self._local = threading.local()
         self._symbols: tuple[float, list[str]] | None = None
+        self._open: set[http.client.HTTPConnection] = set()  # every thread's connection, to close them all
+        self._open_lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._open, self._open_lock)
 
     @property
     def url(self) -> str:
@@ -146,6 +157,8 @@ class QuestDBStore(Store):
             cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
             conn = cls(self.host, self.port, timeout=self.timeout)
             self._local.conn = conn
+            with self._open_lock:
+                self._open.add(conn)
         return conn
 
     def _drop_conn(self) -> None:
@@ -153,6 +166,13 @@ class QuestDBStore(Store):
         if conn is not None:
             conn.close()
             self._local.conn = None
+            with self._open_lock:
+                self._open.discard(conn)
+
+    def close(self) -> None:
+        """Close every thread's connection (a later call opens new ones)."""
+        _close_all(self._open, self._open_lock)
+        self._local = threading.local()
 
     def exec(self, sql: str) -> dict:
         """Run one statement through ``/exec``; the decoded JSON answer.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import databento as db
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -14,6 +13,8 @@ from engine.dbn.columns import MBO_SCHEMA, iter_column_blocks
 from engine.dbn.kernels import NS_PER_DAY
 from engine.dbn.metadata import MBO_DTYPE, Metadata
 from engine.dbn.symbology import Symbology
+from tests.support.dbn_bytes import day_records, write_dbn
+from tests.support.oracle import dbn_store
 
 
 def read_table(path: Path, block_bytes: int = 1 << 20, symbols: set[str] | None = None) -> pa.Table:
@@ -22,7 +23,7 @@ def read_table(path: Path, block_bytes: int = 1 << 20, symbols: set[str] | None 
 
 
 def oracle_frame(path: Path):
-    store = db.DBNStore.from_file(path)
+    store = dbn_store(path)
     kwargs = {"schema": "mbo"} if store.schema is None else {}
     df = store.to_df(map_symbols=True, price_type="fixed", pretty_ts=False, **kwargs).reset_index()
     rec = np.asarray(store.to_ndarray(**kwargs))
@@ -74,15 +75,19 @@ def test_symbol_filter(make_day) -> None:
     assert read_table(path, 8192, {"NOPE"}).num_rows == 0
 
 
-def test_blocks_never_span_two_days(tmp_path: Path, make_day) -> None:
-    from engine.synth.day import write_day
-
-    path = tmp_path / "two.dbn.zst"
-    write_day(path, records=5_000, symbols=["NVDA"], date="2025-10-22", seed=3)
-    blocks = list(iter_column_blocks(path, 1 << 20))
+@pytest.mark.parametrize("block_bytes", [1 << 12, 1 << 16, 1 << 20])
+def test_blocks_never_span_two_days(tmp_path: Path, block_bytes: int) -> None:
+    """A file that crosses UTC midnight of ts_recv: every block lies within one day, both days come."""
+    both = np.concatenate([day_records(3_000, "2025-10-22", 3, ("NVDA",)), day_records(3_000, "2025-10-23", 4, ("NVDA",))])
+    path = write_dbn(tmp_path / "two.dbn.zst", both, ("NVDA",), dt.date(2025, 10, 22), 2)
+    blocks = list(iter_column_blocks(path, block_bytes))
+    seen = []
     for b in blocks:
         days = b.arrays["ts_recv"] // NS_PER_DAY
         assert (days == days[0]).all()
+        seen.append(int(days[0]))
+    assert len(set(seen)) == 2 and seen == sorted(seen)
+    assert sum(len(b) for b in blocks) == len(both)
 
 
 def _metadata(mappings) -> Metadata:

@@ -8,17 +8,16 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import databento as db
-
 from engine.dbn.summary import inspect_file
 from engine.inspect import main
+from tests.support.oracle import dbn_store
 from tests.support.samples import ROOT
 
 
 def test_summary_counts_equal_databento(make_day) -> None:
     path = make_day(records=20_000)
     info = inspect_file(path, block_bytes=8192)
-    df = db.DBNStore.from_file(path).to_df(map_symbols=True)
+    df = dbn_store(path).to_df(map_symbols=True)
     assert info["records"] == len(df)
     assert info["by_symbol"] == dict(Counter(df["symbol"]))
     assert info["by_action"] == dict(Counter(df["action"]))

@@ -73,3 +73,31 @@ def test_part_assembler_rejects_non_parquet(tmp_path: Path) -> None:
         asm.append(bad)
     asm.abort()
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_parts_with_a_page_index_are_refused(tmp_path: Path) -> None:
+    """The assembler moves column chunks only: an offset index (absolute page offsets) would break."""
+    p = tmp_path / "indexed.parquet"
+    pq.write_table(_table(3000, 0, ["NVDA"]), p, row_group_size=1000, write_page_index=True)
+    asm = PartAssembler(tmp_path / "out.parquet")
+    with pytest.raises(SinkError, match=r"offset index|column index"):
+        asm.append(p, delete=False)
+    asm.abort()
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(_table(3000, 0, ["NVDA"]), plain, row_group_size=1000)
+    assert pq.ParquetFile(plain).metadata.row_group(0).column(0).has_offset_index is False
+
+
+def test_lake_parts_carry_no_page_index_or_bloom_filter(tmp_path: Path) -> None:
+    from engine.lake.encode import ParquetOptions
+
+    kwargs = ParquetOptions().writer_kwargs()
+    assert kwargs["write_page_index"] is False
+    p = tmp_path / "part.parquet"
+    with pq.ParquetWriter(p, _table(10, 0, ["A"]).schema, **{k: v for k, v in kwargs.items() if k != "sorting_columns"}) as w:
+        w.write_table(_table(100, 0, ["A", "B"]))
+    md = pq.ParquetFile(p).metadata
+    for g in range(md.num_row_groups):
+        for c in range(md.num_columns):
+            col = md.row_group(g).column(c)
+            assert not col.has_offset_index and not col.has_column_index

@@ -15,10 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-import databento as db
-import databento_dbn
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -26,7 +23,6 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-import zstandard
 
 from engine.dbn.columns import COLUMNS, MBO_SCHEMA, ColumnBlock
 from engine.ingest import main
@@ -35,8 +31,9 @@ from engine.lake.encode import ParquetOptions
 from engine.lake.ingest import ingest_parquet, is_complete
 from engine.lake.layout import list_lake, read_lake_info
 from engine.pipeline.sinks import FileSink, SinkResult
-from engine.synth.day import generate_blocks, instrument_ids
+from tests.support.dbn_bytes import day_records, write_dbn
 from tests.support.hooks import BLOCK_ENCODER_ON_DAY, patched_env
+from tests.support.oracle import dbn_store
 from tests.support.samples import MBO_SAMPLES, ROOT, sample_path
 
 SYMBOLS = ("NVDA", "AAPL", "MSFT", "TSLA", "AMD")
@@ -58,7 +55,7 @@ def canonical(frame: pd.DataFrame) -> pd.DataFrame:
 
 def oracle(path: Path, symbols: set[str] | None = None) -> pd.DataFrame:
     """databento's decoding of ``path`` as the canonical columns (int64 ns, exact ints, NaN prices)."""
-    store = db.DBNStore.from_file(path)
+    store = dbn_store(path)
     kwargs = {"schema": "mbo"} if store.schema is None else {}
     rec = np.asarray(store.to_ndarray(**kwargs))
     sym = store.to_df(map_symbols=True, price_type="fixed", pretty_ts=False, **kwargs)["symbol"].to_numpy()
@@ -160,38 +157,6 @@ def no_temps(lake: Path) -> bool:
 # -- generated files ---------------------------------------------------------------------------------
 
 
-def write_dbn(path: Path, records: np.ndarray, symbols: tuple[str, ...], first: dt.date, days: int) -> Path:
-    """A DBN v3 XNAS.ITCH MBO file of ``records`` whose metadata maps symbols on ``days`` UTC days."""
-    ids = instrument_ids(symbols)
-    start = int(dt.datetime.combine(first, dt.time(0), dt.UTC).timestamp()) * 10**9
-    mappings = [
-        SimpleNamespace(
-            raw_symbol=s,
-            intervals=[
-                SimpleNamespace(
-                    start_date=first + dt.timedelta(days=k),
-                    end_date=first + dt.timedelta(days=k + 1),
-                    symbol=str(ids[s]),
-                )
-                for k in range(days)
-            ],
-        )
-        for s in symbols
-    ]
-    md = databento_dbn.Metadata(
-        dataset="XNAS.ITCH", start=start, end=start + days * 86_400 * 10**9,
-        stype_in=databento_dbn.SType.RAW_SYMBOL, stype_out=databento_dbn.SType.INSTRUMENT_ID,
-        schema=databento_dbn.Schema.MBO, symbols=list(symbols), mappings=mappings, version=3,
-    )  # fmt: skip
-    raw = md.encode() + records.tobytes()
-    path.write_bytes(zstandard.ZstdCompressor(level=1).compress(raw) if path.name.endswith(".zst") else raw)
-    return path
-
-
-def day_records(n: int, date: str, seed: int) -> np.ndarray:
-    return np.concatenate([b.copy() for b in generate_blocks(n, SYMBOLS, date, seed)])
-
-
 @pytest.fixture(scope="module")
 def day(make_day) -> Path:
     return make_day(records=30_000, symbols=SYMBOLS, date=DATE, seed=11)
@@ -206,8 +171,8 @@ def day_oracle(day: Path) -> pd.DataFrame:
 def midnight_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two generated days in one file (so it spans UTC midnight); day 2 opens with a CME-like
     snapshot: 300 records flagged F_SNAPSHOT whose ts_event lies 3 days before their ts_recv."""
-    d1 = day_records(6_000, "2025-10-22", 1)
-    d2 = day_records(6_000, "2025-10-23", 2)
+    d1 = day_records(6_000, "2025-10-22", 1, SYMBOLS)
+    d2 = day_records(6_000, "2025-10-23", 2, SYMBOLS)
     snap = d2[:300]
     snap["ts_event"] = snap["ts_event"] - np.uint64(3 * 86_400 * 10**9)
     snap["flags"] |= np.uint8(32)
@@ -243,6 +208,29 @@ def test_all_samples_together_share_days(tmp_path: Path) -> None:
     s = ingest_parquet(paths[3:5], tmp_path, force=True)
     assert s.ok and s.rows == sum(len(oracle(p)) for p in paths[3:5])
     assert_lake_equals(tmp_path, expected)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "incomplete"])
+def test_a_damaged_day_file_is_never_silently_replaced(tmp_path: Path, damage: str) -> None:
+    """Rewriting a day whose file cannot be read would drop the other sources' rows: refused."""
+    paths = [sample_path(n) for n in MBO_SAMPLES if "databento-dbn/test_data.mbo.v" in n]  # share a day
+    assert ingest_parquet(paths, tmp_path, jobs=1).ok
+    (day_file,) = lake_paths(tmp_path)
+    if damage == "truncated":
+        data = day_file.read_bytes()
+        day_file.write_bytes(data[: len(data) // 2])
+    else:  # a footer whose datapair.rows disagrees with the rows it holds
+        t = pq.read_table(day_file)
+        md = dict(pq.read_metadata(day_file).metadata)
+        md[b"datapair.rows"] = str(t.num_rows + 1).encode()
+        pq.write_table(t.replace_schema_metadata(md), day_file)
+    before = day_file.read_bytes()
+    s = ingest_parquet(paths[:1], tmp_path, force=False)
+    assert not s.ok and str(day_file) in s.failed[0][1] and "--force" in s.failed[0][1]
+    assert day_file.read_bytes() == before  # untouched
+    s = ingest_parquet(paths, tmp_path, force=True)  # every source of the day, as the message says
+    assert s.ok
+    assert_lake_equals(tmp_path, canonical(pd.concat([oracle(p) for p in paths])))
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

@@ -8,7 +8,6 @@ import json
 import shutil
 from pathlib import Path
 
-import databento
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -22,6 +21,7 @@ from engine.lake.ohlcv import BAR_COLUMNS, ohlcv, parse_interval
 from engine.lake.query import format_frame, run_query
 from engine.lake.scan import ScanRun, plan_scan, scan_lake
 from engine.query import main
+from tests.support.oracle import dbn_store
 
 DATE = dt.date(2025, 10, 22)
 NEXT = DATE + dt.timedelta(days=1)
@@ -56,7 +56,7 @@ def lake_by_symbol(day: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def oracle(day: Path) -> pd.DataFrame:
     """databento's own decoding of the source day, with symbols mapped."""
-    df = databento.DBNStore.from_file(day).to_df(map_symbols=True).reset_index()
+    df = dbn_store(day).to_df(map_symbols=True).reset_index()
     assert len(df) == 60_000
     return df
 

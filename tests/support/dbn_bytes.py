@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
 
+import databento_dbn
 import numpy as np
+import zstandard
 
 from engine.dbn.metadata import MBO_DTYPE, MBO_DTYPE_TS_OUT
+from engine.synth.day import generate_blocks, instrument_ids
 
-__all__ = ["dbn_header", "mbo_bytes"]
+__all__ = ["day_records", "dbn_header", "mbo_bytes", "write_dbn"]
 
 
 def mbo_bytes(n: int, *, ts_out: bool = False) -> bytes:
@@ -40,3 +47,36 @@ def dbn_header(version: int = 3, schema: int = 0, ts_out: int = 0) -> bytes:
     if version == 3:
         body += bytes(-len(body) % 8)
     return b"DBN" + bytes([version]) + struct.pack("<I", len(body)) + bytes(body)
+
+
+def write_dbn(path: Path, records: np.ndarray, symbols: Sequence[str], first: dt.date, days: int) -> Path:
+    """A DBN v3 XNAS.ITCH MBO file of ``records`` whose metadata maps symbols on ``days`` UTC days."""
+    ids = instrument_ids(symbols)
+    start = int(dt.datetime.combine(first, dt.time(0), dt.UTC).timestamp()) * 10**9
+    mappings = [
+        SimpleNamespace(
+            raw_symbol=s,
+            intervals=[
+                SimpleNamespace(
+                    start_date=first + dt.timedelta(days=k),
+                    end_date=first + dt.timedelta(days=k + 1),
+                    symbol=str(ids[s]),
+                )
+                for k in range(days)
+            ],
+        )
+        for s in symbols
+    ]
+    md = databento_dbn.Metadata(
+        dataset="XNAS.ITCH", start=start, end=start + days * 86_400 * 10**9,
+        stype_in=databento_dbn.SType.RAW_SYMBOL, stype_out=databento_dbn.SType.INSTRUMENT_ID,
+        schema=databento_dbn.Schema.MBO, symbols=list(symbols), mappings=mappings, version=3,
+    )  # fmt: skip
+    raw = md.encode() + records.tobytes()
+    path.write_bytes(zstandard.ZstdCompressor(level=1).compress(raw) if path.name.endswith(".zst") else raw)
+    return path
+
+
+def day_records(n: int, date: str, seed: int, symbols: Sequence[str] = ("NVDA", "AAPL", "MSFT", "TSLA", "AMD")) -> np.ndarray:
+    """``n`` generated MBO records of one day, as one structured array."""
+    return np.concatenate([b.copy() for b in generate_blocks(n, list(symbols), date, seed)])

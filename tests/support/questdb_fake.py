@@ -27,12 +27,12 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-import databento as db
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from engine.dbn.kernels import NS_PER_DAY
+from tests.support.oracle import dbn_store
 
 CANONICAL = ("ts_event", "symbol", "instrument_id", "publisher_id", "order_id", "price_raw", "price", "size",
              "flags", "channel_id", "action", "side", "ts_recv", "ts_in_delta", "sequence", "day_seq")  # fmt: skip
@@ -730,7 +730,7 @@ def _page(res: dict[str, Any], limit: str | None) -> dict[str, Any]:
 # -- the oracle ------------------------------------------------------------------------------------
 def expected_rows(path: Path, symbols: set[str] | None = None) -> pd.DataFrame:
     """The rows a load of ``path`` must leave, from databento's decoder (day_seq by groupby)."""
-    store = db.DBNStore.from_file(path)
+    store = dbn_store(path)
     kwargs = {"schema": "mbo"} if store.schema is None else {}
     df = store.to_df(map_symbols=True, price_type="fixed", pretty_ts=False, **kwargs).reset_index()
     rec = np.asarray(store.to_ndarray(**kwargs))

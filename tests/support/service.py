@@ -251,14 +251,12 @@ class FakeQuestDB:
 @contextmanager
 def serve(app: object, host: str = "127.0.0.1", threads: int = 4) -> Iterator[str]:
     """Run ``app`` on waitress at a free port of ``host`` in a thread; yield its base URL."""
-    import waitress
+    from service.serving import ServeLimits, create_server, stop_server
 
-    server = waitress.create_server(app, host=host, port=0, threads=threads)
+    server = create_server(app, host, 0, ServeLimits(threads=threads))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        yield f"http://{host}:{server.effective_port}"  # type: ignore[union-attr]
+        yield f"http://{host}:{server.effective_port}"
     finally:
-        server.close()
-        server.task_dispatcher.shutdown()  # type: ignore[union-attr]
-        thread.join(5)
+        stop_server(server, thread)

@@ -6,7 +6,6 @@ import datetime as dt
 from collections import Counter
 from pathlib import Path
 
-import databento
 import numpy as np
 import pytest
 import zstandard
@@ -17,6 +16,7 @@ from engine.dbn.metadata import MBO_DTYPE, UNDEF_PRICE
 from engine.errors import ConfigError
 from engine.synth.__main__ import main
 from engine.synth.day import DEFAULT_SYMBOLS, generate_blocks, instrument_ids, session_bounds, write_day
+from tests.support.oracle import dbn_store
 
 DATE = dt.date(2025, 10, 22)
 N = 120_000
@@ -36,7 +36,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def records(day: Path) -> np.ndarray:
-    return databento.DBNStore.from_file(day).to_ndarray()
+    return dbn_store(day).to_ndarray()
 
 
 def check_day(rec: np.ndarray, symbols: list[str], date: dt.date) -> None:
@@ -127,7 +127,7 @@ def check_lifecycles(rec: np.ndarray) -> None:
 
 
 def test_metadata(day: Path) -> None:
-    meta = databento.DBNStore.from_file(day).metadata
+    meta = dbn_store(day).metadata
     ids = instrument_ids(DEFAULT_SYMBOLS)
     assert meta.version == 3
     assert meta.dataset == "XNAS.ITCH"
@@ -146,7 +146,7 @@ def test_metadata(day: Path) -> None:
 
 def test_count_and_symbols(day: Path, records: np.ndarray) -> None:
     assert len(records) == N
-    df = databento.DBNStore.from_file(day).to_df(map_symbols=True)
+    df = dbn_store(day).to_df(map_symbols=True)
     assert len(df) == N
     assert df["symbol"].notna().all()
     ids = instrument_ids(DEFAULT_SYMBOLS)
@@ -225,7 +225,7 @@ def test_winter_day_stays_on_its_utc_date(tmp_path: Path) -> None:
     date = dt.date(2025, 1, 15)
     path = tmp_path / "winter.dbn.zst"
     write_day(path, 20_000, ["NVDA", "AMD"], date, 5)
-    store = databento.DBNStore.from_file(path)
+    store = dbn_store(path)
     rec = store.to_ndarray()
     check_day(rec, ["NVDA", "AMD"], date)
     assert int(rec["ts_recv"][0]) == int(dt.datetime(2025, 1, 15, 9, tzinfo=dt.UTC).timestamp()) * 10**9
@@ -263,7 +263,7 @@ def test_cli_writes_a_day(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     argv = [str(out), "--records", "5000", "--symbols", "NVDA,AAPL", "--date", "2025-10-22", "--seed", "3"]
     assert main(argv) == 0
     assert "5,000 records" in capsys.readouterr().out
-    rec = databento.DBNStore.from_file(out).to_ndarray()
+    rec = dbn_store(out).to_ndarray()
     assert len(rec) == 5_000
     check_day(rec, ["NVDA", "AAPL"], DATE)
     assert main([*argv, "--quiet"]) == 0
