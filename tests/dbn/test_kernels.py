@@ -189,3 +189,47 @@ def test_check_fixed_records() -> None:
     data = data.copy()
     data[3 * 56 + 1] = 0x16
     assert check_fixed_records(data, 56, 0xA0, 14) == 3 * 56
+
+
+_BOUNDS_SCRIPT = """
+import numpy as np
+from engine.dbn.kernels import walk_records
+
+rng = np.random.default_rng(7)
+errors = 0
+for trial in range(3000):
+    n = int(rng.integers(1, 2048))
+    data = rng.integers(0, 256, n, dtype=np.uint8)
+    if trial % 3 == 0:  # mostly tiny lengths: the records that used to write past the outputs
+        data[::4] = rng.integers(0, 5, len(data[::4]), dtype=np.uint8)
+    starts = np.empty(n // 16 + 1, dtype=np.int64)
+    others = np.empty(n // 16 + 1, dtype=np.int64)
+    n_mbo, n_other, consumed, err = walk_records(data, 0xA0, 14, starts, others)
+    assert 0 <= consumed <= n and n_mbo + n_other <= len(starts)
+    assert err == -1 or (0 <= err < n and data[err] * 4 < 16 or data[err + 1] == 0xA0)
+    errors += err >= 0
+print("ok", errors)
+"""
+
+
+def test_walk_records_stays_in_bounds_on_corrupt_buffers(tmp_path) -> None:
+    """Random corrupt buffers through the record walker with Numba's bounds checks on (issue 15)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    out = subprocess.run([sys.executable, "-c", _BOUNDS_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ok ") and int(out.stdout.split()[1]) > 0
+
+
+def test_walk_records_rejects_records_shorter_than_a_header() -> None:
+    from engine.dbn.kernels import walk_records
+
+    for words in (1, 2, 3):
+        data = np.zeros(64, dtype=np.uint8)
+        data[0], data[1] = words, 0x15
+        starts = np.empty(64 // 16 + 1, dtype=np.int64)
+        others = np.empty(64 // 16 + 1, dtype=np.int64)
+        assert walk_records(data, 0xA0, 14, starts, others)[3] == 0

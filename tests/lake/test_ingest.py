@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 
 from engine.dbn.columns import COLUMNS, MBO_SCHEMA, ColumnBlock
 from engine.ingest import main
@@ -495,6 +496,35 @@ def test_corrupt_file_among_good_ones(day: Path, day_oracle: pd.DataFrame, tmp_p
     out = capsys.readouterr()
     assert code == 1
     assert "FAILED" in out.err and "truncated.dbn.zst" in out.err and "1 skipped, 1 failed" in out.out
+
+
+@pytest.mark.parametrize("name", ["databento-python/GLBX.MDP3/test_data.mbo.dbn.zst", "generated"])
+def test_a_record_of_another_schema_fails_the_file_unless_skipped(
+    name: str, day: Path, tmp_path: Path, capsys
+) -> None:
+    """Issue 15: one record's rtype set to 0x01 in an MBO file used to vanish silently."""
+    src = day if name == "generated" else sample_path(name)
+    raw = bytearray(zstandard.ZstdDecompressor().decompressobj().decompress(src.read_bytes()))
+    header = 8 + int.from_bytes(raw[4:8], "little")
+    header += -header % 8 if raw[3] == 3 else 0
+    assert raw[header + 1] == 0xA0
+    at = header + 56 * 2  # the third record
+    raw[at + 1] = 0x01
+    bad = tmp_path / "one_bad_record.dbn"
+    bad.write_bytes(bytes(raw))
+    lake = tmp_path / "lake"
+    code = main([str(bad), "--parquet", str(lake), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"one_bad_record.dbn at byte {at}" in err and "rtype 0x01" in err and "--skip-bad-records" in err
+    assert not list_lake(lake)
+    code = main([str(bad), "--parquet", str(lake), "--quiet", "--skip-bad-records"])
+    out = capsys.readouterr()
+    records = len(dbn_store(src).to_ndarray())
+    assert code == 0 and "1 corrupt records skipped" in out.out
+    assert f"{records - 1:,} rows" in out.out
+    (info,) = [read_lake_info(f.path) for f in list_lake(lake)][:1]
+    assert [s.bad_records for s in info.sources] == [1]
 
 
 def test_inputs_dirs_and_data_dir(day: Path, tmp_path: Path, monkeypatch, capsys) -> None:
