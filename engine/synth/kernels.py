@@ -54,8 +54,8 @@ G_RESETS_DONE = 5  # R (clear book) records written, one per symbol at session s
 G_TIME_BUCKET = 6  # current bucket of the intraday activity profile
 G_SIZE = 7
 
-MAX_EVENT_RECORDS = 8  # a trade sweeping MAX_FILLS orders writes 2 * MAX_FILLS records
 MAX_FILLS = 3
+MAX_EVENT_RECORDS = 3 * MAX_FILLS  # a trade sweeping MAX_FILLS orders writes T + F + C per fill
 POOL_CAPACITY = 1024  # live orders one side of one symbol can hold
 TARGET_LIVE = 320  # live orders per symbol (both sides) the add/remove mix steers towards
 
@@ -101,9 +101,9 @@ def _geometric(rng: np.ndarray, mean: float, cap: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def _write(out, n, iid, ts_recv, delta, oid, price, size, action, side, seq):
+def _write(out, n, iid, ts_recv, ts_event, delta, oid, price, size, action, side, seq):
     out[n, 0] = np.uint64(_RECORD_HEAD) | (np.uint64(iid) << np.uint64(32))
-    out[n, 1] = np.uint64(ts_recv - delta)
+    out[n, 1] = np.uint64(ts_event)
     out[n, 2] = np.uint64(oid)
     out[n, 3] = np.uint64(price)
     out[n, 4] = (
@@ -157,6 +157,26 @@ def _best(base, live, pool_key):
 
 
 @njit(cache=True, inline="always")
+def _touch(s, side, pool_live, pool_key):
+    """Best resting price (ticks) of ``side`` (0 bid, 1 ask) of symbol ``s``, or -1 if that side is empty."""
+    p = 2 * s + side
+    base = p * POOL_CAPACITY
+    j = _best(base, pool_live[p], pool_key)
+    return -1 if j < 0 else _key_price(side, pool_key[base + j])
+
+
+@njit(cache=True, inline="always")
+def _uncross(s, side, px, pool_live, pool_key):
+    """``px`` moved, if needed, so an order on ``side`` does not cross the other side's best."""
+    other = _touch(s, 1 - side, pool_live, pool_key)
+    if other < 0:
+        return px
+    if side == 0:
+        return min(px, other - 1) if other > 1 else px
+    return max(px, other + 1)
+
+
+@njit(cache=True, inline="always")
 def _order_size(rng) -> int:
     if _uniform(rng) < 0.7:
         return _LOT * (1 + _geometric(rng, 1.5, 49))  # round lots
@@ -166,9 +186,16 @@ def _order_size(rng) -> int:
 @njit(cache=True, nogil=True)
 def fill_block(
     out, gstate, rng, prof_frac, prof_ns, session_start, session_end, seq_gap_p,
-    sym_iid, sym_cumw, sym_bid, sym_spread, sym_step_p, sym_step, pool_live, pool_key, pool_rem,
+    sym_iid, sym_cumw, sym_bid, sym_spread, sym_step_p, sym_step, sym_last_ev, pool_live, pool_key, pool_rem,
 ):  # fmt: skip
     """Write whole MBO events into ``out`` and return how many records it wrote.
+
+    The day is causal, as a venue publishes it: within a symbol ts_event never goes backwards in
+    feed order (``sym_last_ev``); every Cancel, Modify and Fill follows its order's Add; an
+    execution is a Trade (aggressor side), a Fill and a Cancel of the resting order (Databento's
+    normalization: the Cancel takes the filled size off the book); adds and modifies never cross
+    the other side's best resting price, so the book is never crossed after an event; trades
+    print at the touch.
 
     Parameters
     ----------
@@ -188,6 +215,8 @@ def fill_block(
     sym_iid, sym_cumw, sym_bid, sym_spread, sym_step_p, sym_step : ndarray
         Per symbol: instrument id, cumulative activity weight, best bid (in $0.01 ticks, updated),
         quoted spread (ticks), probability and size (ticks) of a random-walk step per event.
+    sym_last_ev : ndarray of int64
+        Per symbol: the ts_event of its last record (updated).
     pool_live : ndarray of int64, shape (2 * n_symbols,)
         Live orders of pool ``2 * symbol + side`` (side 0 bid, 1 ask), updated.
     pool_key, pool_rem : ndarray of int64, shape (2 * n_symbols * POOL_CAPACITY,)
@@ -215,8 +244,10 @@ def fill_block(
         if gstate[G_RESETS_DONE] < nsym:  # session start: clear every book, one event each
             s = gstate[G_RESETS_DONE]
             ts = session_start + s * 1_000
+            ev = max(ts - delta, sym_last_ev[s])
+            sym_last_ev[s] = ev
             seq = _next_sequence(rng, gstate, seq_gap_p)
-            _write(out, n, sym_iid[s], ts, delta, 0, _UNDEF_PRICE, 0, _ACT_CLEAR, _SIDE_NONE, seq)
+            _write(out, n, sym_iid[s], ts, ev, delta, 0, _UNDEF_PRICE, 0, _ACT_CLEAR, _SIDE_NONE, seq)
             n += 1
             gstate[G_RESETS_DONE] = s + 1
         else:
@@ -244,6 +275,8 @@ def fill_block(
                 sym_bid[s] = min(max(sym_bid[s] + step, 100), _PX_LIMIT // 2)
             bid = sym_bid[s]
             ask = bid + sym_spread[s]
+            ev = max(ts - delta, sym_last_ev[s])  # the matching engine's clock, per symbol, never back
+            sym_last_ev[s] = ev
             live_b = pool_live[2 * s]
             live_a = pool_live[2 * s + 1]
             live = live_b + live_a
@@ -264,12 +297,13 @@ def fill_block(
             elif kind == 3:  # trade against the book: needs a resting order on the other side
                 agg_bid = _uniform(rng) < 0.5
                 rest = 1 if agg_bid else 0
-                if pool_live[2 * s + rest] == 0 or left < 2:
+                if pool_live[2 * s + rest] == 0 or left < 3:
                     kind = 4
 
             if kind == 0:  # add
                 k = _geometric(rng, 2.0, 60)
                 px = max(bid - k, 1) if side == 0 else ask + k
+                px = _uncross(s, side, px, pool_live, pool_key)
                 size = _order_size(rng)
                 oid = gstate[G_NEXT_ORDER_ID]
                 gstate[G_NEXT_ORDER_ID] = oid + 1 + _geometric(rng, 0.5, 8)
@@ -280,7 +314,7 @@ def fill_block(
                 pool_live[p] += 1
                 seq = _next_sequence(rng, gstate, seq_gap_p)
                 sd = _SIDE_BID if side == 0 else _SIDE_ASK
-                _write(out, n, iid, ts, delta, oid, px * _TICK, size, _ACT_ADD, sd, seq)
+                _write(out, n, iid, ts, ev, delta, oid, px * _TICK, size, _ACT_ADD, sd, seq)
                 n += 1
             elif kind == 1 or kind == 2:  # cancel (full or partial) or modify a live order
                 j = min(int(_uniform(rng) * live), live - 1)
@@ -297,7 +331,7 @@ def fill_block(
                 seq = _next_sequence(rng, gstate, seq_gap_p)
                 if kind == 1:
                     size = rem if (rem == 1 or _uniform(rng) < 0.85) else 1 + int(_uniform(rng) * (rem - 1))
-                    _write(out, n, iid, ts, delta, oid, px * _TICK, size, _ACT_CANCEL, sd, seq)
+                    _write(out, n, iid, ts, ev, delta, oid, px * _TICK, size, _ACT_CANCEL, sd, seq)
                     if size == rem:
                         _remove(k, base + pool_live[p] - 1, pool_key, pool_rem)
                         pool_live[p] -= 1
@@ -309,14 +343,15 @@ def fill_block(
                         px = max(bid - g, 1) if side == 0 else ask + g
                     else:
                         px = max(px + (1 if _uniform(rng) < 0.5 else -1), 1)
+                    px = _uncross(s, side, px, pool_live, pool_key)
                     if _uniform(rng) < 0.3:
                         pool_rem[k] = 1 + min(int(_uniform(rng) * rem), rem - 1)
                     pool_key[k] = _order_key(side, px, oid)
-                    _write(out, n, iid, ts, delta, oid, px * _TICK, pool_rem[k], _ACT_MODIFY, sd, seq)
+                    _write(out, n, iid, ts, ev, delta, oid, px * _TICK, pool_rem[k], _ACT_MODIFY, sd, seq)
                 n += 1
-            elif kind == 3:  # aggressor sweeps up to MAX_FILLS resting orders: T + F per fill
+            elif kind == 3:  # aggressor sweeps up to MAX_FILLS resting orders: T + F + C per fill
                 qty = _order_size(rng)
-                max_fills = min(MAX_FILLS, left // 2)
+                max_fills = min(MAX_FILLS, left // 3)
                 agg_sd = _SIDE_BID if agg_bid else _SIDE_ASK
                 rest_sd = _SIDE_ASK if agg_bid else _SIDE_BID
                 p = 2 * s + rest
@@ -327,13 +362,14 @@ def fill_block(
                     k = base + j
                     fill = min(qty, pool_rem[k])
                     px = _key_price(rest, pool_key[k]) * _TICK
+                    oid = pool_key[k] & _OID_MASK
                     seq = _next_sequence(rng, gstate, seq_gap_p)
-                    _write(out, n, iid, ts, delta, 0, px, fill, _ACT_TRADE, agg_sd, seq)
+                    _write(out, n, iid, ts, ev, delta, 0, px, fill, _ACT_TRADE, agg_sd, seq)
                     seq = _next_sequence(rng, gstate, seq_gap_p)
-                    _write(
-                        out, n + 1, iid, ts, delta, pool_key[k] & _OID_MASK, px, fill, _ACT_FILL, rest_sd, seq
-                    )
-                    n += 2
+                    _write(out, n + 1, iid, ts, ev, delta, oid, px, fill, _ACT_FILL, rest_sd, seq)
+                    seq = _next_sequence(rng, gstate, seq_gap_p)
+                    _write(out, n + 2, iid, ts, ev, delta, oid, px, fill, _ACT_CANCEL, rest_sd, seq)
+                    n += 3
                     fills += 1
                     qty -= fill
                     if fill == pool_rem[k]:
@@ -344,11 +380,18 @@ def fill_block(
                     if qty <= 0 or fills >= max_fills:
                         break
                     j = _best(base, pool_live[p], pool_key)
-            else:  # trade with no displayed resting order (hidden liquidity): side N
-                px = bid + min(int(_uniform(rng) * (sym_spread[s] + 1)), sym_spread[s])
+            else:  # trade with no displayed resting order (hidden liquidity, side N), at the touch
+                best_bid = _touch(s, 0, pool_live, pool_key)
+                best_ask = _touch(s, 1, pool_live, pool_key)
+                if best_bid < 0 and best_ask < 0:
+                    px = bid
+                elif best_bid < 0 or (best_ask >= 0 and _uniform(rng) < 0.5):
+                    px = best_ask
+                else:
+                    px = best_bid
                 size = _order_size(rng)
                 seq = _next_sequence(rng, gstate, seq_gap_p)
-                _write(out, n, iid, ts, delta, 0, px * _TICK, size, _ACT_TRADE, _SIDE_NONE, seq)
+                _write(out, n, iid, ts, ev, delta, 0, px * _TICK, size, _ACT_TRADE, _SIDE_NONE, seq)
                 n += 1
 
         out[n - 1, 4] |= _F_LAST
@@ -394,6 +437,7 @@ class DayState:
         self.sym_spread = np.ascontiguousarray(sym_spread, dtype=np.int64)
         self.sym_step_p = np.ascontiguousarray(sym_step_p, dtype=np.float64)
         self.sym_step = np.ascontiguousarray(sym_step, dtype=np.int64)
+        self.sym_last_ev = np.zeros(nsym, dtype=np.int64)
         self.pool_live = np.zeros(2 * nsym, dtype=np.int64)  # pool 2 * symbol + side (0 bid, 1 ask)
         self.pool_key = np.zeros(2 * nsym * POOL_CAPACITY, dtype=np.int64)
         self.pool_rem = np.zeros(2 * nsym * POOL_CAPACITY, dtype=np.int64)
@@ -415,6 +459,6 @@ class DayState:
             fill_block(
                 words, self.gstate, self.rng, self.prof_frac, self.prof_ns, self.start_ns, self.end_ns,
                 self.seq_gap_p, self.sym_iid, self.sym_cumw, self.sym_bid, self.sym_spread,
-                self.sym_step_p, self.sym_step, self.pool_live, self.pool_key, self.pool_rem,
+                self.sym_step_p, self.sym_step, self.sym_last_ev, self.pool_live, self.pool_key, self.pool_rem,
             )
         )  # fmt: skip
