@@ -78,10 +78,20 @@ class OrderBooks:
     ----------
     order_capacity, book_capacity, pool_capacity : int
         First sizes of the order table, the book arrays and the level pool; each grows on demand.
+    mixing_hash : bool
+        Hash order ids with every bit mixed from the start. By default the table keeps sequential
+        ids in neighbouring slots, and switches to the mixing hash by itself if probes get long.
     """
 
-    def __init__(self, order_capacity: int = 1 << 16, book_capacity: int = 16, pool_capacity: int = 1 << 12):
+    def __init__(
+        self,
+        order_capacity: int = 1 << 16,
+        book_capacity: int = 16,
+        pool_capacity: int = 1 << 12,
+        mixing_hash: bool = False,
+    ):
         self._st = new_state(order_capacity, book_capacity, pool_capacity)
+        self._st.meta[M_HASH_MODE] = int(mixing_hash)
 
     # -- replay -------------------------------------------------------------------------------------
     @property
@@ -197,6 +207,11 @@ class OrderBooks:
     def counters(self) -> dict[str, int]:
         """Records applied and the data-quality counters (see :mod:`engine.book`)."""
         return dict(zip(COUNTERS, (int(v) for v in self._st.counters), strict=True))
+
+    @property
+    def mixing_hash(self) -> bool:
+        """True once the order table hashes with every bit mixed (see the constructor)."""
+        return bool(self._st.meta[M_HASH_MODE])
 
     @property
     def live_orders(self) -> int:

@@ -423,7 +423,7 @@ def apply_block(orders, sides, levels, books, meta, action, side, price, size, o
     for i in range(start, stop):
         iid = np.int64(instrument_id[i])
         pid = np.int64(publisher_id[i])
-        if iid != last_iid or pid != last_pid:
+        if b < 0 or iid != last_iid or pid != last_pid:
             b = book_of(bk, s, m, iid, pid)
             if b < 0:
                 m[M_STATUS] = NEED_BOOKS if b == -1 else NEED_LEVELS
