@@ -272,3 +272,85 @@ def assert_books_equal(
                 got_q = list(zip(q.order_id.tolist(), q.size.tolist(), q.priority.tolist(), strict=True))
                 assert got_q == ref.queue(iid, pid, side, price), f"{where}: queue at {price}"
     assert books.counters == ref.counters, where
+
+
+# -- MBP and BBO from the reference book ------------------------------------------------------------
+def top(ref: ReferenceBooks, key: tuple[int, int], depth: int) -> tuple[list, list]:
+    """``(bids, asks)``: the best ``depth`` ``(price, size, count)`` of a book, best first."""
+    book = ref.books.get(key)
+    if book is None:
+        return [], []
+    return book.level_rows(BID, depth), book.level_rows(ASK, depth)
+
+
+def mbp_levels(row: dict, depth: int, k: int) -> tuple[list, list]:
+    """``(bids, asks)`` of MBP row ``k`` in the layout of :func:`top` (missing levels dropped)."""
+    out = []
+    for side in ("bid", "ask"):
+        levels = []
+        for d in range(depth):
+            px = int(row[f"{side}_px_{d:02d}"][k])
+            sz, ct = int(row[f"{side}_sz_{d:02d}"][k]), int(row[f"{side}_ct_{d:02d}"][k])
+            if px == UNDEF_PRICE:
+                assert sz == 0 and ct == 0
+                continue
+            levels.append((px, sz, ct))
+        out.append(levels)
+    return out[0], out[1]
+
+
+def reference_bbo(cols: dict[str, np.ndarray], interval: int) -> dict[str, list[int]]:
+    """BBO rows computed from the reference book, following :mod:`engine.book.bbo`'s rules."""
+    ref = ReferenceBooks()
+    rows: dict[str, list[int]] = {k: [] for k in (
+        "ts_recv", "ts_event", "instrument_id", "publisher_id", "price_raw", "size", "side", "flags",
+        "sequence", "bid_px_00", "ask_px_00", "bid_sz_00", "ask_sz_00", "bid_ct_00", "ask_ct_00")}  # fmt: skip
+    state: dict[tuple[int, int], dict] = {}
+    pending: dict[tuple[int, int], None] = {}  # books updated in the open interval, in order
+    end = None
+
+    def emit(at: int) -> None:
+        for key in pending:
+            st = state[key]
+            for name, value in (("ts_recv", at), ("instrument_id", key[0]), ("publisher_id", key[1])):
+                rows[name].append(value)
+            for name in rows:
+                if name not in ("ts_recv", "instrument_id", "publisher_id"):
+                    rows[name].append(st[name])
+        pending.clear()
+
+    n = len(cols["action"])
+    for i in range(n):
+        t = int(cols["ts_recv"][i])
+        if end is not None and t >= end:
+            emit(end)
+            end = None
+        if end is None:
+            end = (t // interval + 1) * interval
+        replay(ref, cols, i, i + 1)
+        key = (int(cols["instrument_id"][i]) & 0xFFFFFFFF, int(cols["publisher_id"][i]) & 0xFFFF)
+        st = state.setdefault(key, {
+            "ts_event": -1, "price_raw": UNDEF_PRICE, "size": 0, "side": 2, "flags": 0, "sequence": 0,
+            "bid_px_00": UNDEF_PRICE, "ask_px_00": UNDEF_PRICE, "bid_sz_00": 0, "ask_sz_00": 0,
+            "bid_ct_00": 0, "ask_ct_00": 0})  # fmt: skip
+        flags = int(cols["flags"][i]) & 0xFF
+        updated = False
+        if ACTIONS[cols["action"][i]] == TRADE:
+            st.update(ts_event=int(cols["ts_event"][i]), price_raw=int(cols["price_raw"][i]),
+                      size=int(cols["size"][i]) & 0xFFFFFFFF, side=int(cols["side"][i]))  # fmt: skip
+            updated = True
+        if flags & F_LAST:
+            bids, asks = top(ref, key, 1)
+            bid = bids[0] if bids else (UNDEF_PRICE, 0, 0)
+            ask = asks[0] if asks else (UNDEF_PRICE, 0, 0)
+            now = dict(zip(("bid_px_00", "bid_sz_00", "bid_ct_00", "ask_px_00", "ask_sz_00", "ask_ct_00"),
+                           (*bid, *ask), strict=True))  # fmt: skip
+            if any(st[k] != v for k, v in now.items()):
+                st.update(now)
+                updated = True
+        if updated:
+            st.update(sequence=int(cols["sequence"][i]), flags=flags)
+            pending[key] = None
+    if end is not None:
+        emit(end)
+    return rows
