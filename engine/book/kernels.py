@@ -240,17 +240,32 @@ def _apply_add(o, s, lv, m, b, sd, px, sz, oid):  # pragma: no cover - compiled
         return OK
     if m[M_FILLED] >= m[M_MAX_FILL]:
         return NEED_ORDERS
-    if not _room_for(lv, s, m, 2 * b + sd, px):
+    bs = 2 * b + sd
+    key = _key(sd, px)
+    pos = level_search(lv, s, bs, key)
+    found = pos < s[bs * SW + S_N] and lv[(s[bs * SW + S_OFF] + pos) * LW + L_KEY] == key
+    if not found and not level_room(lv, s, m, bs):
         return NEED_LEVELS
     j, free = locate_order(o, s, m, b, oid)
-    min_depth = _FAR
     if j >= 0:  # an Add of a resting order id replaces it (back of the queue)
         m[_CR + C_DUPLICATE_ADD] += 1
         obs = 2 * b + tag_side(o[j * OW + O_TAG])
         min_depth = _level_sub(lv, s, obs, o[j * OW + O_PRICE], o[j * OW + O_SIZE], 1)
         remove_order(o, s, m, j)
-        free = j
-    _new_order(o, s, lv, m, b, sd, px, sz, oid, free, min_depth)
+        _new_order(o, s, lv, m, b, sd, px, sz, oid, j, min_depth)
+        return OK
+    # the common case: one level search for the whole record
+    claim_slot(o, s, m, free, b, oid, sd)
+    o[free * OW + O_PRICE] = px
+    o[free * OW + O_SIZE] = sz
+    o[free * OW + O_PRIO] = _next_prio(m)
+    if not found:
+        level_insert(lv, s, bs, pos, key)
+    i = (s[bs * SW + S_OFF] + pos) * LW
+    lv[i + L_SIZE] += sz
+    lv[i + L_COUNT] += 1
+    d = s[bs * SW + S_N] - 1 - pos
+    _ev(m, sd, d, d)
     return OK
 
 

@@ -294,17 +294,21 @@ def insert_orders(orders, sides, meta, book, oid, side, price, size, prio):  # p
 # -- levels -----------------------------------------------------------------------------------------
 @njit(cache=True)
 def level_search(lv, s, bs, key):  # pragma: no cover - compiled
-    """Position (0-based within the side's segment) of the first level with key >= ``key``."""
-    off = s[bs * SW + S_OFF]
-    lo = 0
-    hi = s[bs * SW + S_N]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if lv[(off + mid) * LW + L_KEY] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    """Position (0-based within the side's segment) of the first level with key >= ``key``.
+
+    Branch-free lower bound (the halving step compiles to a conditional move).
+    """
+    r = bs * SW
+    n = s[r + S_N]
+    if n == 0:
+        return 0
+    at = s[r + S_OFF] * LW + L_KEY
+    base = 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if lv[at + (base + half - 1) * LW] < key else base
+        n -= half
+    return base + (1 if lv[at + base * LW] < key else 0)
 
 
 @njit(cache=True)
