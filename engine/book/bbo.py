@@ -23,12 +23,21 @@ update's. Our choices where that leaves room:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 from engine.book.book import OrderBooks
-from engine.book.codes import ACT_TRADE, BOOK_COLUMNS, C_RECORDS, F_LAST, SIDE_NONE, UNDEF_PRICE, UNDEF_TIMESTAMP
+from engine.book.codes import (
+    ACT_TRADE,
+    BOOK_COLUMNS,
+    C_RECORDS,
+    F_LAST,
+    SIDE_NONE,
+    UNDEF_PRICE,
+    UNDEF_TIMESTAMP,
+)
 from engine.book.kernels import apply_record, book_of, check_cross, record_fields
 from engine.book.pointers import data_ptr
 from engine.book.state import (
@@ -194,7 +203,9 @@ def bbo_block(orders, sides, levels, books, meta, bbo, bmeta, dirty, action, sid
             last_pid = pid
         sz, fl = record_fields(size, flags, i)
         act = np.int64(action[i])
-        status = apply_record(o, s, lv, m, b, act, np.int64(side[i]), np.int64(price[i]), sz, np.int64(order_id[i]), fl)
+        status = apply_record(
+            o, s, lv, m, b, act, np.int64(side[i]), np.int64(price[i]), sz, np.int64(order_id[i]), fl
+        )
         if status != OK:
             m[M_STATUS] = status
             return i, w
@@ -268,7 +279,9 @@ class BboSampler:
         ``columns`` needs what :meth:`OrderBooks.apply` needs plus ``ts_event``, ``ts_recv`` and
         ``sequence``.
         """
-        cols = [np.ascontiguousarray(columns[name]) for name in (*BOOK_COLUMNS, "ts_event", "ts_recv", "sequence")]
+        cols = [
+            np.ascontiguousarray(columns[name]) for name in (*BOOK_COLUMNS, "ts_event", "ts_recv", "sequence")
+        ]
         n = len(cols[0])
         stop = n if upto is None else int(upto)
         if not 0 <= start <= stop <= n:
@@ -280,9 +293,9 @@ class BboSampler:
             self._fit_books()
             room = max(4096, 4 * self.books.state.book_capacity, (stop - i) // 16)
             out = np.empty((OUT_ROWS, room), dtype=np.int64)
-            i, w = bbo_block(
-                *self.books.state, self._bbo, self._bmeta, self._dirty, *cols, i, stop, self.interval, final, out, 0
-            )
+            state = (self._bbo, self._bmeta, self._dirty)
+            args: tuple[Any, ...] = (*self.books.state, *state, *cols, i, stop, self.interval, final, out, 0)
+            i, w = bbo_block(*args)
             parts.append(out[:, :w])
             status = int(self.books.state.meta[M_STATUS])
             if status == OK:
@@ -329,6 +342,8 @@ class BboSampler:
         return cols
 
 
-def derive_bbo(books: OrderBooks, columns: Mapping[str, np.ndarray], interval: str | int = "1s") -> dict[str, np.ndarray]:
+def derive_bbo(
+    books: OrderBooks, columns: Mapping[str, np.ndarray], interval: str | int = "1s"
+) -> dict[str, np.ndarray]:
     """Every BBO row of ``columns`` replayed into ``books`` (the last interval included)."""
     return BboSampler(books, interval).apply(columns, final=True)

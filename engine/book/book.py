@@ -14,14 +14,14 @@ Example
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from engine.book.checkpoint import grow_books, grow_pool, rehash, state_from_arrays, state_to_arrays
 from engine.book.codes import BOOK_COLUMNS, COUNTERS, SIDE_ASK, SIDE_BID, side_code
-from engine.book.kernels import apply_block, level_orders, top_levels
-from engine.book.kernels import order_info
+from engine.book.kernels import apply_block, level_orders, order_info, top_levels
 from engine.book.state import (
     M_HASH_MODE,
     M_LIVE,
@@ -42,12 +42,16 @@ __all__ = ["Levels", "OrderBooks", "Orders", "book_key"]
 _MIXING_AFTER = 4096  # long probes (> 64 slots) seen before the order table switches to a mixing hash
 
 
-class Levels(NamedTuple):
-    """Price levels of one book side, best first: ``price`` (int64, 1e-9), ``size``, ``count``."""
+@dataclass(frozen=True)
+class Levels:
+    """Price levels of one book side, best first: ``price`` (int64, 1e-9), ``size``, ``count`` (orders)."""
 
     price: np.ndarray
     size: np.ndarray
     count: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.price)
 
 
 class Orders(NamedTuple):
@@ -133,7 +137,8 @@ class OrderBooks:
             raise ValueError(msg)
         i = start
         while True:
-            i = apply_block(*self._st, *cols, i, stop)
+            args: tuple[Any, ...] = (*self._st, *cols, i, stop)
+            i = apply_block(*args)
             status = int(self._st.meta[M_STATUS])
             if status == OK:
                 break
@@ -152,7 +157,9 @@ class OrderBooks:
         keys = self._st.books[: self._st.nbooks]
         return [(int(k) >> 16, int(k) & 0xFFFF) for k in keys]
 
-    def levels(self, instrument_id: int, publisher_id: int, side: str | int, depth: int | None = None) -> Levels:
+    def levels(
+        self, instrument_id: int, publisher_id: int, side: str | int, depth: int | None = None
+    ) -> Levels:
         """The best ``depth`` levels (all if None) of one side of one book, best first."""
         s = _side(side)
         b = self.book_index(instrument_id, publisher_id)
@@ -161,7 +168,7 @@ class OrderBooks:
         n = int(self._st.sides[2 * b + s, S_N])
         k = n if depth is None else min(int(depth), n)
         out = Levels(np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64))
-        top_levels(self._st.sides, self._st.levels, 2 * b + s, k, *out)
+        top_levels(self._st.sides, self._st.levels, 2 * b + s, k, out.price, out.size, out.count)
         return out
 
     def merged_levels(self, instrument_id: int, side: str | int, depth: int | None = None) -> Levels:

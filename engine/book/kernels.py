@@ -304,7 +304,7 @@ def _apply_modify(o, s, lv, m, b, sd, px, sz, oid):  # pragma: no cover - compil
         return NEED_ORDERS
     j, free = locate_order(o, s, m, b, oid)
     osd = tag_side(o[j * OW + O_TAG]) if j >= 0 else np.int64(-1)
-    nsd = sd if (sd == SIDE_ASK or sd == SIDE_BID) else osd
+    nsd = sd if (sd in (SIDE_ASK, SIDE_BID)) else osd
     npx = o[j * OW + O_PRICE] if (px == UNDEF_PRICE and j >= 0) else px
     if nsd >= 0 and npx != UNDEF_PRICE and not _room_for(lv, s, m, 2 * b + nsd, npx):
         return NEED_LEVELS
@@ -379,7 +379,7 @@ def apply_record(o, s, lv, m, b, act, sd, px, sz, oid, fl):  # pragma: no cover 
     m[EV_SIDE] = -1
     m[EV_DEPTH] = 0
     m[EV_MIN_DEPTH] = _FAR
-    if act == ACT_ADD or act == ACT_CANCEL or act == ACT_MODIFY:
+    if act in (ACT_ADD, ACT_CANCEL, ACT_MODIFY):
         if fl & F_TOB:
             return _apply_tob(s, lv, m, b, sd, px, sz)
         if act == ACT_ADD:

@@ -28,19 +28,28 @@ aggregate cannot wrap). :func:`price_to_float` gives float prices (NaN for UNDEF
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 from engine.book.book import OrderBooks
-from engine.book.codes import ACT_CLEAR, ACT_TRADE, BOOK_COLUMNS, C_RECORDS, F_LAST, SIDE_ASK, SIDE_BID, UNDEF_PRICE
+from engine.book.codes import (
+    ACT_CLEAR,
+    ACT_TRADE,
+    BOOK_COLUMNS,
+    C_RECORDS,
+    F_LAST,
+    SIDE_ASK,
+    SIDE_BID,
+    UNDEF_PRICE,
+)
 from engine.book.kernels import apply_record, book_of, check_cross, record_fields
 from engine.book.pointers import data_ptr
 from engine.book.state import (
     EV_CHANGED,
     EV_DEPTH,
     EV_MIN_DEPTH,
-    EV_SIDE,
     L_COUNT,
     L_KEY,
     L_SIZE,
@@ -212,7 +221,8 @@ def iter_mbp(
         out = np.empty((2 + 6 * depth, min(chunk_rows, stop - i)), dtype=np.int64)
         w = 0
         while True:
-            i, w = mbp_block(*books.state, *cols, i, stop, depth, out, w)
+            args: tuple[Any, ...] = (*books.state, *cols, i, stop, depth, out, w)
+            i, w = mbp_block(*args)
             status = int(books.state.meta[M_STATUS])
             if status in (OK, NEED_OUTPUT):
                 break

@@ -44,10 +44,10 @@ __all__ = [
     "EV_SIDE",
     "FORMAT_VERSION",
     "INIT_LEVELS",
+    "LW",
     "L_COUNT",
     "L_KEY",
     "L_SIZE",
-    "LW",
     "M_BOOK_CAP",
     "M_COUNTERS",
     "M_FILLED",
@@ -72,12 +72,12 @@ __all__ = [
     "O_PRIO",
     "O_SIZE",
     "O_TAG",
+    "SW",
     "S_CAP",
     "S_EPOCH",
     "S_LIVE",
     "S_N",
     "S_OFF",
-    "SW",
     "TOMBSTONE",
     "BookState",
     "max_fill",
@@ -156,7 +156,9 @@ def empty_books(nb: int) -> np.ndarray:
     return np.full(3 * nb, -1, dtype=np.int64)
 
 
-def new_state(order_capacity: int = 1 << 16, book_capacity: int = 16, pool_capacity: int = 1 << 12) -> BookState:
+def new_state(
+    order_capacity: int = 1 << 16, book_capacity: int = 16, pool_capacity: int = 1 << 12
+) -> BookState:
     """An empty state with room for ``order_capacity * 5/8`` orders and ``book_capacity`` books.
 
     Every table grows on demand (:mod:`engine.book.checkpoint` has the steps), so the capacities

@@ -17,7 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = next(
     (
         Path(c)
-        for c in (os.environ.get("DATAPAIR_SHARED_DATA", ""), ROOT.parent / "shared/data/dbn", "/work/shared/data/dbn")
+        for c in (
+            os.environ.get("DATAPAIR_SHARED_DATA", ""),
+            ROOT.parent / "shared/data/dbn",
+            "/work/shared/data/dbn",
+        )
         if c and Path(c).is_dir()
     ),
     Path("/work/shared/data/dbn"),

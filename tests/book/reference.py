@@ -60,7 +60,9 @@ class Book:
         self.sides[side].clear()
         self.prices[side].clear()
 
-    def level_rows(self, side: int, depth: int | None = None, check: bool = False) -> list[tuple[int, int, int]]:
+    def level_rows(
+        self, side: int, depth: int | None = None, check: bool = False
+    ) -> list[tuple[int, int, int]]:
         """``(price, size, count)`` best first (``check``: verify each size is the sum of its orders)."""
         prices = self.prices[side]
         k = len(prices) if depth is None else min(depth, len(prices))
@@ -223,7 +225,9 @@ class ReferenceBooks:
         book = self.books.get((instrument_id, publisher_id))
         return [] if book is None else book.level_rows(side, depth, check)
 
-    def queue(self, instrument_id: int, publisher_id: int, side: int, price: int) -> list[tuple[int, int, int]]:
+    def queue(
+        self, instrument_id: int, publisher_id: int, side: int, price: int
+    ) -> list[tuple[int, int, int]]:
         """``(order_id, size, priority)`` of one level in queue order."""
         book = self.books.get((instrument_id, publisher_id))
         if book is None or price not in book.sides[side]:

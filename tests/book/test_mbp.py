@@ -48,7 +48,9 @@ def check_mbp(cols: dict[str, np.ndarray], rows: dict[str, np.ndarray], depth: i
             assert after == before, f"row {i} ({action}) changed the top {depth} without an MBP row"
             continue
         else:
-            silent_ok = action == CLEAR or ref.counters["duplicate_add"] > dup or ref.counters["tob_updates"] > tob
+            silent_ok = (
+                action == CLEAR or ref.counters["duplicate_add"] > dup or ref.counters["tob_updates"] > tob
+            )
             assert after != before or silent_ok, f"row {i} ({action}) emitted without a change"
         assert mbp_levels(rows, depth, k) == after, f"levels of the MBP row of record {i}"
         for name in ("ts_recv", "ts_event", "action", "side", "price_raw", "size", "flags", "sequence"):

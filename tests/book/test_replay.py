@@ -28,7 +28,9 @@ def test_all_samples_in_one_stream() -> None:
     books.apply(cols)
     replay(ref, cols, 0, len(cols["action"]))
     assert_books_equal(books, ref, "all samples", queues=10)
-    assert len(books.books()) == len({(i, p) for i, p in zip(cols["instrument_id"], cols["publisher_id"], strict=True)})
+    assert len(books.books()) == len(
+        {(i, p) for i, p in zip(cols["instrument_id"], cols["publisher_id"], strict=True)}
+    )
 
 
 def test_glbx_snapshot_builds_the_book() -> None:
@@ -37,7 +39,7 @@ def test_glbx_snapshot_builds_the_book() -> None:
     assert np.all(cols["flags"] & 32)
     books = OrderBooks()
     books.apply(cols)
-    (iid, pid), = books.books()
+    ((iid, pid),) = books.books()
     bids = books.levels(iid, pid, "B")
     assert bids.count.sum() == 4 and bids.size.sum() == cols["size"].sum()
     assert list(bids.price) == sorted(set(cols["price_raw"].tolist()), reverse=True)
