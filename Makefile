@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python bench/bench_ingest_parquet.py
 	$(BIN)/python bench/bench_query.py
 	$(BIN)/python bench/bench_service.py
+	$(BIN)/python bench/bench_book.py
 	$(BIN)/python bench/bench_ingest_questdb.py   # prints "not reachable" and exits 0 without QUESTDB_URL
 
 # Real-server tests: need a QuestDB 9.x at QUESTDB_URL (default http://localhost:9000).

@@ -3,16 +3,16 @@
 Emission rule (Databento's MBP schemas give "every order book event across the top N price
 levels ... includes every trade"; the exact rule is ours):
 
-- A **T**\\ rade record emits a row (the book is unchanged by it).
-- An **A**/**C**/**M** record emits a row if it changed a level and one level it touched was
+- A Trade (T) record emits a row (the book is unchanged by it).
+- An Add, Cancel or Modify record emits a row if it changed a level and one level it touched was
   within the top N of its side, before the change (a level that went away or the old level of a
-  price change) or after it. So do **R** (clear) records and F_TOB records.
-- **F**\\ ill and **N**\\ one records, and records that change no level (an unknown Cancel, a
+  price change) or after it. So do Clear (R) records and F_TOB records.
+- Fill (F) and None (N) records, and records that change no level (an unknown Cancel, a
   Cancel of size 0, a Modify to the same price and size, ignored bad records) emit nothing.
 
-Each row is the book *after* its record. ``action``, ``side``, ``price``, ``size``, ``flags``,
-``ts_event``, ``ts_recv``, ``ts_in_delta``, ``sequence``, ``instrument_id``, ``publisher_id`` are
-the MBO record's own; rows keep feed order, one row per record at most, so a multi-record event
+Each row is the book *after* its record. ``action``, ``side``, ``price_raw`` (the MBP price),
+``size``, ``flags``, ``ts_event``, ``ts_recv``, ``ts_in_delta``, ``sequence``, ``instrument_id``,
+``publisher_id`` are the MBO record's own and ``row`` is its index in the input; rows keep feed order, one row per record at most, so a multi-record event
 emits several rows and only its last carries F_LAST (consumers wanting consistent books keep
 the F_LAST rows). ``depth`` is the level (0 = best) the event touched on its side: the level's
 depth after the change, or, when that is not in the top N (or the level went away), the depth
