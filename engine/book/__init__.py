@@ -10,7 +10,7 @@ not depend on how the rest of the engine decodes files.
 Modules: :mod:`~engine.book.codes` (codes, flags, counter names, column helpers),
 :mod:`~engine.book.state` (the state arrays), :mod:`~engine.book.pointers` (why the per-record
 helpers take raw pointers), :mod:`~engine.book.table` (book map, order hash table, level pool),
-:mod:`~engine.book.kernels` (replay), :mod:`~engine.book.checkpoint` (dense checkpoints, table
+:mod:`~engine.book.kernels` (replay), :mod:`~engine.book.reads` (read kernels), :mod:`~engine.book.checkpoint` (dense checkpoints, table
 growth), :mod:`~engine.book.book` (:class:`OrderBooks`), :mod:`~engine.book.mbp` (MBP-N rows),
 :mod:`~engine.book.bbo` (BBO-1s/1m rows).
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from engine.book.checkpoint import grow_books, grow_pool, rehash, state_from_arrays, state_to_arrays
 from engine.book.codes import BOOK_COLUMNS, COUNTERS, SIDE_ASK, SIDE_BID, side_code
-from engine.book.kernels import apply_block, level_orders, order_info, top_levels
+from engine.book.kernels import apply_block
+from engine.book.reads import level_orders, order_info, top_levels
 from engine.book.state import (
     M_HASH_MODE,
     M_LIVE,
