@@ -48,6 +48,7 @@ from engine.book.state import (
     S_CAP,
     S_N,
     S_OFF,
+    SW,
     BookState,
     empty_books,
     empty_orders,
@@ -108,7 +109,7 @@ def grow_books(st: BookState) -> BookState:
     books = empty_books(2 * nb)
     books[:nb] = st.books[:nb]
     rebuild_book_map(books, st.nbooks)
-    sides = np.zeros((4 * nb, 5), dtype=np.int64)
+    sides = np.zeros((4 * nb, SW), dtype=np.int64)
     sides[: 2 * nb] = st.sides
     return grow_pool(st._replace(books=books, sides=sides), spare_books=2 * nb)
 

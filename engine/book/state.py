@@ -10,10 +10,11 @@ data pointers (:mod:`engine.book.pointers`), indexing rows as ``row * width + co
     its book side's epoch. Stale (cleared) and deleted slots are reused by inserts and dropped by
     a rehash. The default hash keeps sequential order ids of a book in neighbouring slots (cache
     friendly); when probes get long the table switches to a mixing hash (``meta[M_HASH_MODE]``).
-``sides[2*NB, 5]``
+``sides[2*NB, 6]``
     Per book side ``bs = 2*b + side`` (0 ask, 1 bid): ``S_EPOCH`` (a clear bumps it, dropping every
     order of the side in O(1)), ``S_LIVE`` (orders), ``S_OFF``/``S_CAP`` (its segment of the level
-    pool), ``S_N`` (levels).
+    pool), ``S_N`` (levels), ``S_FINGER`` (the position the last level search found: searches
+    gallop from there, as activity stays near the last touched price).
 ``levels[P, 3]``
     The level pool: ``L_KEY``, ``L_SIZE``, ``L_COUNT``. A side's levels fill rows
     ``[S_OFF, S_OFF + S_N)`` sorted ascending by key with the best level last (bids ``key =
@@ -75,6 +76,7 @@ __all__ = [
     "SW",
     "S_CAP",
     "S_EPOCH",
+    "S_FINGER",
     "S_LIVE",
     "S_N",
     "S_OFF",
@@ -94,7 +96,7 @@ INIT_LEVELS = 8
 """Level room per side given to a new book."""
 
 O_OID, O_TAG, O_PRICE, O_SIZE, O_PRIO = range(5)
-S_EPOCH, S_LIVE, S_OFF, S_CAP, S_N = range(5)
+S_EPOCH, S_LIVE, S_OFF, S_CAP, S_N, S_FINGER = range(6)
 L_KEY, L_SIZE, L_COUNT = range(3)
 
 # meta: scalars, then the last record's event, then the counters
@@ -102,7 +104,7 @@ M_NBOOKS, M_FILLED, M_LIVE, M_PRIO, M_HASH_MODE, M_MAX_FILL, M_POOL_USED, M_STAT
 EV_CHANGED, EV_SIDE, EV_DEPTH, EV_MIN_DEPTH = range(9, 13)
 M_ORDER_CAP, M_POOL_CAP, M_BOOK_CAP = range(13, 16)  # rows of orders, levels, books (set by kernels)
 M_COUNTERS = 16
-OW, SW, LW = 5, 5, 3  # row widths of orders, sides, levels
+OW, SW, LW = 5, 6, 3  # row widths of orders, sides, levels
 
 # kernel status (meta[M_STATUS]): why a kernel stopped before the requested row
 OK, NEED_ORDERS, NEED_LEVELS, NEED_BOOKS, NEED_OUTPUT = range(5)
@@ -171,7 +173,7 @@ def new_state(
     meta[M_MAX_FILL] = max_fill(c)
     return BookState(
         orders=empty_orders(c),
-        sides=np.zeros((2 * nb, 5), dtype=np.int64),
+        sides=np.zeros((2 * nb, SW), dtype=np.int64),
         levels=np.zeros((p, 3), dtype=np.int64),
         books=empty_books(nb),
         meta=meta,

@@ -37,6 +37,7 @@ from engine.book.state import (
     OW,
     S_CAP,
     S_EPOCH,
+    S_FINGER,
     S_LIVE,
     S_N,
     S_OFF,
@@ -293,22 +294,56 @@ def insert_orders(orders, sides, meta, book, oid, side, price, size, prio):  # p
 
 # -- levels -----------------------------------------------------------------------------------------
 @njit(cache=True)
+def _lower_bound(lv, at, lo, hi, key):  # pragma: no cover - compiled
+    """First position in ``[lo, hi)`` whose key is >= ``key`` (``hi`` if none); branch-free halving."""
+    base = lo
+    n = hi - lo
+    if n <= 0:
+        return lo
+    while n > 1:
+        half = n >> 1
+        base = base + half if lv[at + (base + half - 1) * LW] < key else base
+        n -= half
+    return base + (1 if lv[at + base * LW] < key else 0)
+
+
+@njit(cache=True)
 def level_search(lv, s, bs, key):  # pragma: no cover - compiled
     """Position (0-based within the side's segment) of the first level with key >= ``key``.
 
-    Branch-free lower bound (the halving step compiles to a conditional move).
+    Gallops from the side's finger (the last position found) to bracket the answer, then halves
+    the bracket: O(log distance) when activity stays near the last touched price.
     """
     r = bs * SW
     n = s[r + S_N]
     if n == 0:
         return 0
     at = s[r + S_OFF] * LW + L_KEY
-    base = 0
-    while n > 1:
-        half = n >> 1
-        base = base + half if lv[at + (base + half - 1) * LW] < key else base
-        n -= half
-    return base + (1 if lv[at + base * LW] < key else 0)
+    f = min(s[r + S_FINGER], n - 1)
+    step = 1
+    if lv[at + f * LW] < key:  # the answer is in (f, n]
+        lo = f + 1
+        hi = n
+        while lo + step - 1 < n:
+            probe = lo + step - 1
+            if lv[at + probe * LW] >= key:
+                hi = probe
+                break
+            lo = probe + 1
+            step <<= 1
+    else:  # the answer is in [0, f]
+        hi = f
+        lo = 0
+        while hi - step >= 0:
+            probe = hi - step
+            if lv[at + probe * LW] < key:
+                lo = probe + 1
+                break
+            hi = probe
+            step <<= 1
+    pos = _lower_bound(lv, at, lo, hi, key)
+    s[r + S_FINGER] = pos
+    return pos
 
 
 @njit(cache=True)
