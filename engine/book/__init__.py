@@ -12,7 +12,7 @@ Modules: :mod:`~engine.book.codes` (codes, flags, counter names, column helpers)
 helpers take raw pointers), :mod:`~engine.book.table` (book map, order hash table, level pool),
 :mod:`~engine.book.kernels` (replay), :mod:`~engine.book.reads` (read kernels), :mod:`~engine.book.checkpoint` (dense checkpoints, table
 growth), :mod:`~engine.book.book` (:class:`OrderBooks`), :mod:`~engine.book.mbp` (MBP-N rows),
-:mod:`~engine.book.bbo` (BBO-1s/1m rows).
+:mod:`~engine.book.bbo` (BBO-1s/1m rows), :mod:`~engine.book.cache` (drops a stale Numba cache).
 
 Semantics
 ---------
@@ -67,6 +67,7 @@ from __future__ import annotations
 
 from engine.book.bbo import BBO_COLUMNS, BboSampler, derive_bbo
 from engine.book.book import Levels, OrderBooks, Orders, book_key
+from engine.book.cache import drop_stale_cache
 from engine.book.codes import (
     ACTIONS,
     COUNTERS,
@@ -80,6 +81,8 @@ from engine.book.codes import (
     side_codes,
 )
 from engine.book.mbp import derive_mbp, iter_mbp, level_columns, price_to_float
+
+drop_stale_cache()  # kernels load their Numba cache on first call, so this runs first
 
 __all__ = [
     "ACTIONS",

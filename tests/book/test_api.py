@@ -147,3 +147,21 @@ def test_apply_checks_rows_and_sides() -> None:
     with pytest.raises(ValueError, match="'A' \\(ask\\) or 'B' \\(bid\\)"):
         books.levels(7, 1, "N")
     assert books.counters["records"] == len(TWO_VENUES)
+
+
+def test_a_source_change_drops_the_numba_cache(tmp_path) -> None:
+    """Cached kernels compile in other modules' constants: any source change must drop them all."""
+    from engine.book.cache import drop_stale_cache
+
+    (tmp_path / "state.py").write_text("SW = 5\n")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    (cache / "bbo.bbo_block-1.py311.nbi").write_bytes(b"x")
+    assert drop_stale_cache(tmp_path)
+    assert not list(cache.glob("*.nbi"))
+    (cache / "bbo.bbo_block-1.py311.nbi").write_bytes(b"x")
+    assert not drop_stale_cache(tmp_path)  # same sources: the cache stays
+    assert list(cache.glob("*.nbi"))
+    (tmp_path / "state.py").write_text("SW = 6\n")
+    assert drop_stale_cache(tmp_path)
+    assert not list(cache.glob("*.nbi"))
