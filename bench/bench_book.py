@@ -38,8 +38,14 @@ LABELS = {
     "ours_mbp1": "datapair replay + MBP-1 rows",
     "ours_bbo1s": "datapair replay + BBO-1s rows",
 }
-NEEDED = ("action", "side", "price_raw", "size", "order_id", "flags", "instrument_id", "publisher_id",
-          "ts_event", "ts_recv", "ts_in_delta", "sequence")  # fmt: skip
+BOOK = ("action", "side", "price_raw", "size", "order_id", "flags", "instrument_id", "publisher_id")
+NEEDED = {
+    "ours_replay": BOOK,
+    "reference": BOOK,
+    "ours_mbp10": (*BOOK, "ts_event", "ts_recv", "ts_in_delta", "sequence"),
+    "ours_mbp1": (*BOOK, "ts_event", "ts_recv", "ts_in_delta", "sequence"),
+    "ours_bbo1s": (*BOOK, "ts_event", "ts_recv", "sequence"),
+}
 
 
 def day_file(records: int, seed: int = 7, date: str = "2025-10-22") -> Path:
@@ -56,19 +62,19 @@ def day_file(records: int, seed: int = 7, date: str = "2025-10-22") -> Path:
     return path
 
 
-def load_columns(file: Path) -> dict:
-    """The day as project columns, decoded by databento in chunks (not timed)."""
+def load_columns(file: Path, names: tuple[str, ...]) -> dict:
+    """The day's ``names`` columns, decoded by databento in chunks (not timed; one column copy at a time)."""
     import databento as db
     import numpy as np
 
     from engine.book import columns_from_records
 
-    parts: dict[str, list] = {k: [] for k in NEEDED}
+    parts: dict[str, list] = {k: [] for k in names}
     for chunk in db.DBNStore.from_file(file).to_ndarray(count=1 << 20):
         cols = columns_from_records(chunk)
-        for k in NEEDED:
+        for k in names:
             parts[k].append(cols[k])
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    return {k: np.concatenate(parts.pop(k)) for k in names}
 
 
 def child(path_name: str, file: Path, trials: int, reference_rows: int) -> dict:
@@ -76,7 +82,7 @@ def child(path_name: str, file: Path, trials: int, reference_rows: int) -> dict:
     from engine.book.bbo import derive_bbo
     from engine.book.mbp import iter_mbp
 
-    cols = load_columns(file)
+    cols = load_columns(file, NEEDED[path_name])
     n = len(cols["action"])
     prefix = {k: v[:5000] for k, v in cols.items()}
     out_rows = 0

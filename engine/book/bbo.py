@@ -37,6 +37,7 @@ from engine.book.codes import (
     SIDE_NONE,
     UNDEF_PRICE,
     UNDEF_TIMESTAMP,
+    column_arrays,
 )
 from engine.book.kernels import apply_record, book_of, check_cross, record_fields
 from engine.book.pointers import data_ptr
@@ -279,9 +280,7 @@ class BboSampler:
         ``columns`` needs what :meth:`OrderBooks.apply` needs plus ``ts_event``, ``ts_recv`` and
         ``sequence``.
         """
-        cols = [
-            np.ascontiguousarray(columns[name]) for name in (*BOOK_COLUMNS, "ts_event", "ts_recv", "sequence")
-        ]
+        cols = column_arrays(columns, (*BOOK_COLUMNS, "ts_event", "ts_recv", "sequence"))
         n = len(cols[0])
         stop = n if upto is None else int(upto)
         if not 0 <= start <= stop <= n:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from engine.book.checkpoint import grow_books, grow_pool, rehash, state_from_arrays, state_to_arrays
-from engine.book.codes import BOOK_COLUMNS, COUNTERS, SIDE_ASK, SIDE_BID, side_code
+from engine.book.codes import BOOK_COLUMNS, COUNTERS, SIDE_ASK, SIDE_BID, column_arrays, side_code
 from engine.book.kernels import apply_block
 from engine.book.reads import level_orders, order_info, top_levels
 from engine.book.state import (
@@ -130,7 +130,7 @@ class OrderBooks:
         Stopping at ``upto`` gives the books as they were after row ``upto - 1``; call again with
         ``start=upto`` to continue.
         """
-        cols = [np.ascontiguousarray(columns[name]) for name in BOOK_COLUMNS]
+        cols = column_arrays(columns, BOOK_COLUMNS)
         n = len(cols[0])
         stop = n if upto is None else int(upto)
         if not 0 <= start <= stop <= n:

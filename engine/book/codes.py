@@ -11,6 +11,8 @@ they compile.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "UNDEF_PRICE",
     "UNDEF_TIMESTAMP",
     "action_codes",
+    "column_arrays",
     "columns_from_records",
     "side_code",
     "side_codes",
@@ -152,6 +155,27 @@ def side_code(side: str | int) -> int:
         msg = f"The `side` code must be 0, 1 or 2, got {side!r}."
         raise ValueError(msg)
     return code
+
+
+def column_arrays(columns: Mapping[str, np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+    """``columns[name]`` for each name, contiguous, checked: present, integer, all of one length.
+
+    The kernels index every column by the same row and do not bounds-check, so a short column
+    must be refused here.
+    """
+    missing = [name for name in names if name not in columns]
+    if missing:
+        msg = f"The `columns` lack {', '.join(missing)}."
+        raise ValueError(msg)
+    arrays = [np.ascontiguousarray(columns[name]) for name in names]
+    for name, arr in zip(names, arrays, strict=True):
+        if arr.ndim != 1 or arr.dtype.kind not in "iu":
+            msg = f"The column `{name}` must be a 1-d integer array (codes for action and side), got {arr.dtype}."
+            raise ValueError(msg)
+        if len(arr) != len(arrays[0]):
+            msg = f"The column `{name}` has {len(arr)} rows, `{names[0]}` has {len(arrays[0])}."
+            raise ValueError(msg)
+    return arrays
 
 
 def columns_from_records(records: np.ndarray) -> dict[str, np.ndarray]:

@@ -43,6 +43,7 @@ from engine.book.codes import (
     SIDE_ASK,
     SIDE_BID,
     UNDEF_PRICE,
+    column_arrays,
 )
 from engine.book.kernels import apply_record, book_of, check_cross, record_fields
 from engine.book.pointers import data_ptr
@@ -209,7 +210,8 @@ def iter_mbp(
     if not 1 <= depth <= 255:
         msg = f"The MBP `depth` must be 1..255, got {depth}."
         raise ValueError(msg)
-    cols = [np.ascontiguousarray(columns[name]) for name in BOOK_COLUMNS]
+    cols = column_arrays(columns, BOOK_COLUMNS)
+    column_arrays(columns, [BOOK_COLUMNS[0], *MBP_RECORD_COLUMNS])
     n = len(cols[0])
     stop = n if upto is None else int(upto)
     if not 0 <= start <= stop <= n:

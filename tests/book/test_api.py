@@ -143,6 +143,13 @@ def test_apply_checks_rows_and_sides() -> None:
         books.apply(cols, upto=99)
     with pytest.raises(ValueError, match="outside the block"):
         books.apply(cols, start=5, upto=4)
+    with pytest.raises(ValueError, match="`price_raw` has 3 rows"):
+        books.apply({**cols, "price_raw": cols["price_raw"][:3]})
+    with pytest.raises(ValueError, match="lack flags"):
+        books.apply({k: v for k, v in cols.items() if k != "flags"})
+    with pytest.raises(ValueError, match="`action` must be a 1-d integer array"):
+        books.apply({**cols, "action": np.array([b"A"] * len(TWO_VENUES), "S1")})
+    assert books.counters["records"] == 0
     books.apply(cols)
     with pytest.raises(ValueError, match="'A' \\(ask\\) or 'B' \\(bid\\)"):
         books.levels(7, 1, "N")
