@@ -4,8 +4,9 @@ Input is plain NumPy column arrays in feed order, the lake's columns: ``action``
 int8 codes into :data:`ACTIONS` / :data:`SIDES`, ``price_raw``, ``size``, ``order_id``, ``flags``,
 ``instrument_id``, ``publisher_id`` (MBP and BBO also read ``ts_event``, ``ts_recv``,
 ``ts_in_delta``, ``sequence``); :func:`columns_from_records` makes them from databento's
-``to_ndarray()``. This package imports only NumPy, Numba and :mod:`engine.errors`, so it does
-not depend on how the rest of the engine decodes files.
+``to_ndarray()``. This package may import only NumPy, Numba, the standard library and
+:mod:`engine.errors` (nothing else from the engine), so it does not depend on how the rest of
+the engine decodes files.
 
 Modules: :mod:`~engine.book.codes` (codes, flags, counter names, column helpers),
 :mod:`~engine.book.state` (the state arrays), :mod:`~engine.book.pointers` (why the per-record

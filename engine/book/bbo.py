@@ -247,6 +247,9 @@ def _interval_ns(interval: str | int) -> int:
 class BboSampler:
     """BBO rows of an MBO stream, block by block (the books replay as they are sampled).
 
+    The sampler must see every record of its books: replaying into ``books`` some other way in
+    between would change their top of book unseen.
+
     Parameters
     ----------
     books : OrderBooks
