@@ -1,0 +1,27 @@
+"""Fixtures of the order-book tests: the real MBO samples and a generated day, as project columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.book import columns_from_records
+from engine.synth.day import write_day
+from tests.book.samples import SAMPLES, sample_columns
+from tests.support.oracle import dbn_store
+
+SYNTH_RECORDS = 200_000
+SYNTH_SEED = 7
+
+
+@pytest.fixture(params=SAMPLES, ids=lambda s: s.split("/", 1)[1])
+def sample(request: pytest.FixtureRequest) -> dict[str, np.ndarray]:
+    return sample_columns(request.param)
+
+
+@pytest.fixture(scope="session")
+def synth_day(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """A generated XNAS.ITCH day (the project's generator, fixed seed), as project columns."""
+    path = tmp_path_factory.mktemp("book") / "day.dbn.zst"
+    write_day(path, SYNTH_RECORDS, date="2025-10-22", seed=SYNTH_SEED)
+    return columns_from_records(dbn_store(path).to_ndarray())
