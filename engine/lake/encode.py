@@ -54,7 +54,8 @@ class ParquetOptions:
     Parameters
     ----------
     stripe_rows : int
-        Rows buffered, then sorted by (symbol, ts_event) and encoded together as one part.
+        Rows buffered, then ordered by symbol (stably: feed order within a symbol) and encoded
+        together as one part.
     row_group_rows : int
         Target rows per row group: smaller symbols are packed together up to this size.
     max_row_group_rows : int
@@ -113,10 +114,7 @@ class ParquetOptions:
             "write_statistics": list(self.statistics_columns),
             "data_page_size": self.data_page_size,
             "write_page_index": False,  # parts are moved by offset (engine.lake.footer): no page index
-            "sorting_columns": [
-                pq.SortingColumn(COLUMNS.index("symbol")),
-                pq.SortingColumn(COLUMNS.index("ts_event")),
-            ],
+            "sorting_columns": [pq.SortingColumn(COLUMNS.index("symbol"))],  # then feed order
         }
 
 

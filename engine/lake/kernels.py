@@ -1,8 +1,8 @@
-"""Numba kernels of the lake layout: order a stripe by (symbol, ts_event), cut it into row groups.
+"""Numba kernels of the lake layout: order a stripe by symbol (stably), cut it into row groups.
 
 Like :mod:`engine.dbn.kernels`, every kernel is ``@njit(cache=True)``, takes flat arrays and
 preallocated outputs, returns how many entries it wrote, and is tested against a plain-NumPy
-reference (``tests/test_pipeline.py``).
+reference (``tests/lake/test_kernels.py``).
 """
 
 from __future__ import annotations
@@ -10,18 +10,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["cut_row_groups", "gather_rows", "sort_by_symbol_time"]
+__all__ = ["cut_row_groups", "gather_rows", "sort_by_symbol"]
 
 
 @njit(cache=True, nogil=True)
-def sort_by_symbol_time(codes, rank, ts_event, perm, run_ranks, run_starts):  # pragma: no cover - compiled
-    """Stable order of rows by (rank of symbol code, ts_event).
+def sort_by_symbol(codes, rank, perm, run_ranks, run_starts):  # pragma: no cover - compiled
+    """Stable order of rows by the rank of their symbol code: each symbol's rows keep feed order.
 
     ``rank[code]`` is the position of the code's symbol text in sorted order, so rows end up
-    ordered by symbol text. A counting sort by rank keeps arrival order inside each symbol; each
-    symbol's run is then sorted by ts_event with an insertion sort (linear on the nearly ordered
-    runs of real feeds, where ts_event trails ts_recv by microseconds), falling back to a stable
-    merge sort when a run is far from ordered (a CME opening snapshot).
+    ordered by symbol text; a counting sort keeps arrival order inside each symbol (an order book
+    can only be replayed in that order, and ts_event is not monotonic in it).
 
     Writes the permutation to ``perm`` (len n), the rank of each run to ``run_ranks`` and the
     run starts followed by ``n`` to ``run_starts`` (both at least ``len(rank) + 1`` long).
@@ -46,31 +44,6 @@ def sort_by_symbol_time(codes, rank, ts_event, perm, run_ranks, run_starts):  # 
         r = rank[codes[i]]
         perm[pos[r]] = i
         pos[r] += 1
-    for j in range(runs):
-        s = run_starts[j]
-        e = run_starts[j + 1]
-        # insertion sort: linear on nearly ordered runs; give up past a move budget
-        budget = 16 * (e - s) + 64
-        moves = 0
-        k = s + 1
-        while k < e and moves <= budget:
-            cur = perm[k]
-            key = ts_event[cur]
-            q = k - 1
-            while q >= s and ts_event[perm[q]] > key:
-                perm[q + 1] = perm[q]
-                q -= 1
-                moves += 1
-            perm[q + 1] = cur
-            k += 1
-        if k < e:  # far from ordered: stable merge sort of the run (prefix sorted, rest in arrival order)
-            seg = perm[s:e].copy()
-            keys = np.empty(e - s, dtype=ts_event.dtype)
-            for q in range(e - s):
-                keys[q] = ts_event[seg[q]]
-            order = np.argsort(keys, kind="mergesort")
-            for q in range(e - s):
-                perm[s + q] = seg[order[q]]
     return runs
 
 

@@ -4,13 +4,15 @@ A lake is one flat directory of zstd Parquet files of :data:`engine.dbn.columns.
 
 - ``mbo_YYYY-MM-DD.parquet``: every row whose ts_recv falls on that UTC day (the source file's
   day: a CME day file's opening snapshot stays with it even though its ts_event lies earlier);
-- ``mbo_SYMBOL_YYYY-MM-DD.parquet`` (``--by-symbol``): the same rows, one file per symbol,
-  sorted by ts_event (characters a file name cannot hold are %-escaped).
+- ``mbo_SYMBOL_YYYY-MM-DD.parquet`` (``--by-symbol``): the same rows, one file per symbol, in
+  feed order (characters a file name cannot hold are %-escaped).
 
 Inside a day file, rows come in *stripes* of 512K rows in arrival (ts_recv) order; each stripe
-is sorted by (symbol, ts_event) and cut into row groups at symbol boundaries (64K-128K rows; a
-busy symbol gets row groups of its own). So the row-group min/max statistics of ``ts_event``
-prune by time (a stripe spans minutes) and those of ``symbol`` prune by symbol. DuckDB applies
+is ordered by symbol, stably, so each symbol's rows keep feed order (the file's order: an order
+book can only be replayed in it, and ts_event is not monotonic in it), and cut into row groups
+at symbol boundaries (64K-128K rows; a busy symbol gets row groups of its own). So the
+row-group min/max statistics of ``ts_event`` and ``ts_recv`` prune by time (a stripe spans
+minutes) and those of ``symbol`` prune by symbol. DuckDB applies
 both by itself; pyarrow and Polars apply the ``ts_event`` ones but (pyarrow 26, Polars 2.1:
 checked in the tests) not those of a dictionary column, so the lake's readers choose row groups from the footer
 (:func:`pyarrow.parquet.read_metadata`) first. Readers find rows through statistics, never
@@ -71,7 +73,7 @@ META_DAY = "datapair.day"
 META_SYMBOL = "datapair.symbol"
 META_SOURCE = "datapair.source"
 META_LAYOUT = "datapair.layout"
-LAYOUT = "stripes of arrival order, each sorted by symbol, ts_event; row groups cut at symbol boundaries"
+LAYOUT = "stripes of arrival order, each ordered by symbol (feed order within a symbol); row groups cut at symbol boundaries"
 
 _EPOCH = dt.date(1970, 1, 1)
 _NAME = re.compile(r"^mbo_(?:(?P<symbol>.+)_)?(?P<day>\d{4}-\d{2}-\d{2})\.parquet$")

@@ -1,8 +1,8 @@
 """The Parquet lake sink: column blocks of one source file -> ``mbo_YYYY-MM-DD.parquet`` files.
 
 Rows are buffered in *stripes* (half a million rows, in arrival order, inside one UTC day of
-ts_recv). A full stripe is ordered by (symbol, ts_event) with a Numba counting sort straight
-into an encoder slot, and encoded as a standalone Parquet *part* whose row groups are cut at
+ts_recv). A full stripe is ordered by symbol with a stable Numba counting sort (each symbol's rows
+keep feed order) straight into an encoder slot, and encoded as a standalone Parquet *part* whose row groups are cut at
 symbol boundaries (:mod:`engine.lake.kernels`): a busy symbol gets row groups of its own whose
 ``symbol`` min equals max, and each stripe covers a short stretch of time, so row-group
 statistics prune by symbol and by time. Parts are encoded in parallel (threads here, or an
@@ -43,7 +43,7 @@ from engine.lake.encode import (
     worker_encoder,
 )
 from engine.lake.footer import PartAssembler
-from engine.lake.kernels import gather_rows, sort_by_symbol_time
+from engine.lake.kernels import gather_rows, sort_by_symbol
 from engine.lake.layout import (
     LAYOUT,
     META_DAY,
@@ -373,7 +373,7 @@ class ParquetSink(FileSink):
         perm = np.empty(n, dtype=np.int64)
         run_ranks = np.empty(len(rank) + 1, dtype=np.int64)
         run_starts = np.empty(len(rank) + 1, dtype=np.int64)
-        runs = sort_by_symbol_time(buf["symbol"][:n], rank, buf["ts_event"][:n], perm, run_ranks, run_starts)
+        runs = sort_by_symbol(buf["symbol"][:n], rank, perm, run_ranks, run_starts)
         starts = run_starts[: runs + 1].copy()
         names = [self._symbols[self._order[r]] for r in run_ranks[:runs]]
         day = day_text(self._day)
@@ -421,12 +421,8 @@ class ParquetSink(FileSink):
         self._pending_rows -= rows
         if len(parts) == 1:
             cols = parts[0]
-        else:
+        else:  # stripes in arrival order, each symbol's rows in feed order: concatenated, still feed order
             cols = {k: np.concatenate([p[k] for p in parts]) for k in ROW_DTYPES}
-            ts = cols["ts_event"]
-            if np.any(ts[1:] < ts[:-1]):
-                order = np.argsort(ts, kind="stable")
-                cols = {k: v[order] for k, v in cols.items()}
         day, symbol = key
         out = self._symbol_files.get(key)
         if out is None:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -135,20 +136,22 @@ def assert_lake_equals(lake: Path, expected: pd.DataFrame, by_symbol: bool = Fal
 
 
 def assert_clustered(path: Path) -> None:
-    """Inside every row group rows are ordered by (symbol, ts_event); statistics on both."""
+    """Inside every row group rows are ordered by symbol, each symbol's rows in feed order (ts_recv
+    never goes back, ties keep the source's sequence order); statistics on symbol and ts_event."""
     pf = pq.ParquetFile(path)
     for g in range(pf.num_row_groups):
-        t = pf.read_row_group(g, columns=["symbol", "ts_event"])
-        sym = np.array(t.column("symbol").to_pylist(), dtype=object)
-        ts = t.column("ts_event").cast(pa.int64()).to_numpy()
-        order = np.lexsort((ts, sym.astype(str)))
-        assert (order == np.arange(len(order))).all(), f"row group {g} of {path.name} is not sorted"
+        t = pf.read_row_group(g, columns=["symbol", "ts_recv", "sequence"])
+        sym = np.array(t.column("symbol").to_pylist(), dtype=object).astype(str)
+        recv = t.column("ts_recv").cast(pa.int64()).to_numpy()
+        assert (sym[1:] >= sym[:-1]).all(), f"row group {g} of {path.name} is not ordered by symbol"
+        same = sym[1:] == sym[:-1]
+        assert (recv[1:][same] >= recv[:-1][same]).all(), f"row group {g} of {path.name}: feed order broken"
         rg = pf.metadata.row_group(g)
-        for name in ("symbol", "ts_event"):
+        for name in ("symbol", "ts_event", "ts_recv"):
             st = rg.column(COLUMNS.index(name)).statistics
             assert st is not None and st.has_min_max
         st = rg.column(COLUMNS.index("symbol")).statistics
-        assert (st.min, st.max) == (sym.min(), sym.max())
+        assert (st.min, st.max) == (min(sym), max(sym))
 
 
 def no_temps(lake: Path) -> bool:
@@ -246,6 +249,32 @@ def test_generated_day_equals_databento(
     assert pq.read_metadata(path).num_row_groups > 15  # many stripes, stitched into one file
     assert_clustered(path)
     assert no_temps(tmp_path)
+
+
+def assert_feed_order(table: pa.Table, source: pd.DataFrame, symbol: str) -> None:
+    """``symbol``'s rows of ``table`` are exactly its rows of the source file, in the file's order."""
+    mine = table.filter(pc.equal(table.column("symbol").cast(pa.string()), symbol))
+    theirs = source[source["symbol"] == symbol]
+    for col in ("sequence", "order_id", "ts_event", "ts_recv", "action"):
+        got = mine.column(col)
+        got = got.cast(pa.int64()) if pa.types.is_timestamp(got.type) else got
+        got = got.cast(pa.string()) if pa.types.is_dictionary(got.type) else got
+        assert got.to_pylist() == theirs[col].tolist(), (symbol, col)
+
+
+@pytest.mark.parametrize("name", ["generated", "midnight"])
+def test_each_symbols_rows_keep_feed_order(name: str, day: Path, midnight_file: Path, tmp_path: Path) -> None:
+    """The lake keeps the file's order per symbol (ts_event goes back in it: CME snapshots)."""
+    src = day if name == "generated" else midnight_file
+    s = ingest_parquet([src], tmp_path, options=SMALL)
+    assert s.ok
+    source = oracle(src)  # the file's order
+    lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])  # days in order
+    for symbol in SYMBOLS:
+        assert_feed_order(lake, source, symbol)
+    if name == "midnight":  # the snapshot's ts_event lies days before the rows it follows
+        ts = source[source["symbol"] == SYMBOLS[0]]["ts_event"].to_numpy()
+        assert (np.diff(ts) < 0).any()
 
 
 def test_default_layout(day: Path, day_oracle: pd.DataFrame, tmp_path: Path) -> None:
@@ -388,8 +417,7 @@ def test_by_symbol_files(day: Path, day_oracle: pd.DataFrame, tmp_path: Path, da
     for f in files:
         info = read_lake_info(f.path)
         assert info.symbol == f.symbol and info.rows == (day_oracle["symbol"] == f.symbol).sum()
-        ts = pq.read_table(f.path).column("ts_event").cast(pa.int64()).to_numpy()
-        assert (np.diff(ts) >= 0).all()
+        assert_feed_order(pq.read_table(f.path), day_oracle, f.symbol)
     assert bool(list_lake(tmp_path)) == day_files
     assert ingest_parquet([day], tmp_path, by_symbol=True, day_files=day_files, options=SMALL).skipped == 1
 
