@@ -38,6 +38,7 @@ from engine.lake.encode import (
     StripeEncoder,
     StripeJob,
     ThreadEncoder,
+    encode_stripe,
     stripe_buffers,
     to_batch,
     worker_encoder,
@@ -251,6 +252,12 @@ class ParquetSink(FileSink):
             raise ValueError(msg)
         self._own_encoder = enc is None
         self.encoder: StripeEncoder = enc or ThreadEncoder(self.options)
+        # With an encoder in another process, a stripe that finds every slot busy is encoded here
+        # instead of waiting, so both cores stay busy whichever stage is the slower one.
+        self._may_steal = not self._own_encoder and self.options.steal
+        self._local: dict[str, np.ndarray] | None = None
+        self.stolen = 0
+        """Stripes encoded in this process because the encoder's slots were all busy."""
         self._buf = stripe_buffers(self.options.stripe_rows)  # arrival order, then sorted into a slot
         self._fill = 0
         self._day: int | None = None
@@ -378,9 +385,15 @@ class ParquetSink(FileSink):
         names = [self._symbols[self._order[r]] for r in run_ranks[:runs]]
         day = day_text(self._day)
         self._collect(block=False)
-        while self.encoder.free_slots() == 0:
-            self._collect(block=True)
-        slot, out = self.encoder.acquire()
+        local = self.day_files and self.encoder.free_slots() == 0 and self._may_steal
+        if local:  # the encoder is busy with every slot: encode this stripe here rather than wait
+            if self._local is None:
+                self._local = stripe_buffers(self.options.stripe_rows)
+            slot, out = -1, self._local
+        else:
+            while self.encoder.free_slots() == 0:
+                self._collect(block=True)
+            slot, out = self.encoder.acquire()
         for name, src in buf.items():
             if name != "symbol":
                 gather_rows(src[:n], perm, out[name][:n])
@@ -397,8 +410,18 @@ class ParquetSink(FileSink):
             self._seq += 1
             job = StripeJob(seq, day, n, starts, names, str(temp_path(f.final)), self.options)
             f.order.append(seq)
-            self._inflight[seq] = job
-            self.encoder.submit(slot, job)
+            if local:
+                try:
+                    encode_stripe(out, job, self.options)
+                except Exception:
+                    Path(job.part).unlink(missing_ok=True)
+                    raise
+                self.stolen += 1
+                self._done[seq] = job.part
+                f.append_ready(self._done)
+            else:
+                self._inflight[seq] = job
+                self.encoder.submit(slot, job)
         else:
             self.encoder.release(slot)
         self._fill = 0
@@ -419,10 +442,8 @@ class ParquetSink(FileSink):
         parts = self._pending.pop(key)
         rows = self._pending_count.pop(key)
         self._pending_rows -= rows
-        if len(parts) == 1:
-            cols = parts[0]
-        else:  # stripes in arrival order, each symbol's rows in feed order: concatenated, still feed order
-            cols = {k: np.concatenate([p[k] for p in parts]) for k in ROW_DTYPES}
+        # stripes in arrival order, each symbol's rows in feed order: concatenated, still feed order
+        cols = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in ROW_DTYPES}
         day, symbol = key
         out = self._symbol_files.get(key)
         if out is None:

@@ -89,13 +89,18 @@ def test_parts_with_a_page_index_are_refused(tmp_path: Path) -> None:
 
 
 def test_lake_parts_carry_no_page_index_or_bloom_filter(tmp_path: Path) -> None:
+    from engine.dbn.columns import iter_column_blocks
     from engine.lake.encode import ParquetOptions
+    from engine.synth.day import write_day
 
+    day = write_day(tmp_path / "d.dbn", 5_000, date="2025-10-22", seed=1).path
     kwargs = ParquetOptions().writer_kwargs()
     assert kwargs["write_page_index"] is False
     p = tmp_path / "part.parquet"
-    with pq.ParquetWriter(p, _table(10, 0, ["A"]).schema, **{k: v for k, v in kwargs.items() if k != "sorting_columns"}) as w:
-        w.write_table(_table(100, 0, ["A", "B"]))
+    blocks = [b.to_arrow() for b in iter_column_blocks(day)]
+    with pq.ParquetWriter(p, blocks[0].schema, **kwargs) as w:
+        for b in blocks:
+            w.write_batch(b)
     md = pq.ParquetFile(p).metadata
     for g in range(md.num_row_groups):
         for c in range(md.num_columns):
