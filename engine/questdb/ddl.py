@@ -19,6 +19,7 @@ the statements that migrate it (:func:`migration_hint`).
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,10 +211,31 @@ def migration_hint(table: str) -> str:
     )
 
 
+def _settle(http: QuestDBHttp, table: str, timeout: float = 30.0) -> None:
+    """Wait until the table's WAL is applied (or suspended, or ``timeout`` s passed).
+
+    A WAL table applies ``ALTER TABLE`` asynchronously, like rows: ``table_columns()`` shows new
+    dedup keys only once the apply has caught up (checked on QuestDB 9.4).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = http.exec(f"SELECT * FROM wal_tables() WHERE name = '{check_identifier(table)}'").records()
+        if not rows or _truthy(rows[0].get("suspended")) or time.monotonic() > deadline:
+            return
+        if int(rows[0].get("writerTxn") or 0) >= int(rows[0].get("sequencerTxn") or 0):
+            return
+        time.sleep(0.05)
+
+
 def _check(http: QuestDBHttp, table: str, info: dict[str, Any] | None, expected: tuple[tuple[str, str], ...],
            designated: str, keys: tuple[str, ...] | None, ddl_file: str) -> None:  # fmt: skip
     cols = http.exec(f"SELECT * FROM table_columns('{table}')").records()
     problems = schema_problems(cols, info, expected, designated, keys)
+    if problems:  # e.g. the migration's ALTER was just run: look again once the WAL is applied
+        _settle(http, table)
+        info = _table_info(http, table)
+        cols = http.exec(f"SELECT * FROM table_columns('{table}')").records()
+        problems = schema_problems(cols, info, expected, designated, keys)
     if problems and keys == DEDUP_KEYS and not schema_problems(cols, info, expected, designated, LEGACY_DEDUP_KEYS):
         msg = f"QuestDB table {table!r} cannot be loaded as it is. " + migration_hint(table)
         raise SinkError(msg)
