@@ -6,11 +6,16 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from engine.errors import DatapairError, StoreUnavailableError
 
-__all__ = ["main", "make_parser", "tune_memory"]
+if TYPE_CHECKING:
+    from service.stores.base import Store
+
+__all__ = ["main", "make_parser", "tune_memory", "warm_up"]
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -100,6 +105,18 @@ def tune_memory() -> None:
     pa.set_memory_pool(pa.system_memory_pool())
 
 
+def warm_up(store: Store) -> None:
+    """Check the store answers and warm its symbol listing (footers, symbol columns); warn if not."""
+    try:
+        store.ping()
+        store.symbols()
+    except StoreUnavailableError as exc:
+        print(
+            f"datapair-serve: warning: {exc} (serving anyway; /health answers 503 until it is fixed)",
+            file=sys.stderr,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until interrupted; return the exit code."""
     parser = make_parser()
@@ -127,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_memory()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        store = store_from_env(env, args.store)
+        store = store_from_env(env, args.store, threads=args.threads)
         app = create_app(store, Settings.from_env(env))
     except DatapairError as exc:
         print(f"datapair-serve: {exc}", file=sys.stderr)
@@ -135,14 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quiet:
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     info = store.info()
-    try:
-        store.ping()
-        store.symbols()  # warms the symbol listing (reads footers, and symbol columns of mixed row groups)
-    except StoreUnavailableError as exc:
-        print(
-            f"datapair-serve: warning: {exc} (serving anyway; /health answers 503 until it is fixed)",
-            file=sys.stderr,
-        )
+    # Start-up never waits on the store: the check and the warm-up run beside the server.
+    threading.Thread(target=warm_up, args=(store,), name="datapair-warm-up", daemon=True).start()
     if not args.quiet:
         print(
             f"datapair-serve: http://{args.host}:{args.port} store={info.kind} {info.location} threads={args.threads}",

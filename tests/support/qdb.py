@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 import questdb
 
-from engine.dbn.kernels import NS_PER_DAY
+from engine.dbn.kernels import ACTIONS, NS_PER_DAY, SIDES
 from engine.questdb.conf import QuestDBOptions, parse_questdb_url
 from engine.questdb.ddl import DEDUP_KEYS, MBO_COLUMNS
 from engine.questdb.http import Backoff, QuestDBHttp
@@ -41,6 +41,7 @@ __all__ = [
     "assert_same_rows",
     "count",
     "expected_rows",
+    "load_arrow",
     "options",
     "qwp_problem",
     "read_rows",
@@ -112,7 +113,9 @@ def expected_rows(path: Path, symbols: set[str] | None = None) -> pd.DataFrame:
     undef = rec["price"] == 2**63 - 1
     out["price"] = np.where(undef, np.nan, rec["price"] / 1e9)
     out["day_seq"] = (
-        out.groupby([out["instrument_id"], out["ts_recv"] // NS_PER_DAY], sort=False).cumcount().astype(np.int64)
+        out.groupby([out["instrument_id"], out["ts_recv"] // NS_PER_DAY], sort=False)
+        .cumcount()
+        .astype(np.int64)
     )
     if symbols is not None:  # numbered before filtering: a filter drops whole instruments
         out = out[out["symbol"].isin(symbols)].reset_index(drop=True)
@@ -201,3 +204,42 @@ def assert_no_duplicate_keys(http: QuestDBHttp, table: str) -> None:
     keys = ", ".join(DEDUP_KEYS)
     res = http.exec(f"SELECT count() AS n FROM (SELECT {keys}, count() AS c FROM {table}) WHERE c > 1")
     assert int(res.dataset[0][0]) == 0
+
+
+def load_arrow(url: str, names: tuple[str, str], table: pa.Table) -> None:
+    """Rows of an :data:`~engine.dbn.columns.MBO_SCHEMA` table into the test's (MBO table, log table),
+    ``day_seq`` numbered in the table's order (feed order), over ILP/HTTP; returns once all are visible.
+
+    For tables no DBN file holds (e.g. a lake whose ts_event was cut to make long runs of ties).
+    """
+    from engine.dbn.columns import ColumnBlock
+    from engine.questdb.ddl import ensure_tables
+    from engine.questdb.keys import DaySequencer
+    from engine.questdb.protocols import IlpSender
+
+    http = server(url)
+    ensure_tables(http, names[0], "day", names[1])
+    t = table.combine_chunks()
+    arrays = {}
+    for name in t.column_names:
+        col = t.column(name).chunk(0) if t.column(name).num_chunks else t.column(name).combine_chunks()
+        if pa.types.is_dictionary(col.type):
+            continue
+        arrays[name] = col.view(pa.int64()).to_numpy() if pa.types.is_timestamp(col.type) else col.to_numpy()
+    sym = t.column("symbol").combine_chunks().cast(pa.string()).dictionary_encode()
+    arrays["symbol"] = sym.indices.to_numpy().astype(np.int32)
+    for name, cats in (("action", ACTIONS), ("side", SIDES)):
+        code = {c: i for i, c in enumerate(cats)}
+        arrays[name] = np.array(
+            [code[v] for v in t.column(name).cast(pa.string()).to_pylist()], dtype=np.int8
+        )
+    block = ColumnBlock(arrays, sym.dictionary.to_pylist())
+    block.arrays["day_seq"] = DaySequencer().number(block)
+    opts = QuestDBOptions.from_env({}, url=url)
+    sender = IlpSender(opts.address, opts, names[0], "http")
+    try:
+        sender.send(block, final=True)
+        sender.finish()
+    finally:
+        sender.close()
+    assert wait_count(http, names[0], t.num_rows) == t.num_rows
