@@ -64,7 +64,9 @@ def proxy(questdb_url: str) -> Iterator[FaultProxy]:
         yield p
 
 
-def via(p: FaultProxy, questdb_url: str, names: tuple[str, str], protocol: str, **kw: object) -> QuestDBOptions:
+def via(
+    p: FaultProxy, questdb_url: str, names: tuple[str, str], protocol: str, **kw: object
+) -> QuestDBOptions:
     """Options that send through the proxy (``/exec`` too) with a short retry budget."""
     kw.setdefault("retry_timeout_ms", 10_000)
     return options(p.url, names, protocol, **kw)
@@ -214,7 +216,9 @@ def test_ingest_cli_questdb_alone_writes_no_lake(
     monkeypatch.delenv("DATAPAIR_LAKE", raising=False)
     monkeypatch.setenv("QDB_LOG_TABLE", names[1])
     path = make_day(records=12_000)
-    assert main([str(path), "--questdb", questdb_url, "--protocol", "ilp-http", "--table", names[0], "-q"]) == 0
+    assert (
+        main([str(path), "--questdb", questdb_url, "--protocol", "ilp-http", "--table", names[0], "-q"]) == 0
+    )
     want = expected_rows(path)
     assert_same_rows(read_rows(http, names[0]), want)
     assert not (tmp_path / "data").exists()
@@ -277,7 +281,9 @@ def test_qwp_refused_frame_is_a_sink_error(questdb_url: str, http: QuestDBHttp, 
     assert count(http, names[0]) == 0
 
 
-def test_forced_rerun_through_qwp_leaves_one_copy(questdb_url: str, http: QuestDBHttp, names, make_day) -> None:
+def test_forced_rerun_through_qwp_leaves_one_copy(
+    questdb_url: str, http: QuestDBHttp, names, make_day
+) -> None:
     require_protocol(questdb_url, "qwp")
     path = make_day(records=30_000)
     opts = options(questdb_url, names, "qwp", flush_rows=4_000, qwp_rows=9_000)

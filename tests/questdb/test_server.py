@@ -305,7 +305,8 @@ def _renamed(path, tmp_path, old: bytes, new: bytes):
     """The same records under other symbology: ``old`` renamed ``new`` in the metadata header."""
     import zstandard
 
-    raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb")).read()
+    with open(path, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f).read()
     header_len = 8 + int.from_bytes(raw[4:8], "little")
     head = raw[:header_len]
     assert len(old) == len(new) and head.count(old + b"\0") >= 1

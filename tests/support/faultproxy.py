@@ -179,7 +179,9 @@ class _Conn:
         body = fault.body
         ctype = "application/json" if body[:1] == b"{" else "text/plain"
         reason = _REASONS.get(fault.code, "Fault")
-        head = f"HTTP/1.1 {fault.code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+        head = (
+            f"HTTP/1.1 {fault.code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
         self.client.sendall(head.encode() + body)
 
     def stream(self, fault: Fault | None, sent: int = 0) -> None:
@@ -210,7 +212,7 @@ class _Conn:
         while True:
             head = self.reader.until(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
-            method, path = (lines[0].split(" ") + ["", ""])[:2]
+            method, path = [*lines[0].split(" "), "", ""][:2]
             headers = {}
             for line in lines[1:]:
                 k, _, v = line.partition(":")
