@@ -1,4 +1,5 @@
-"""Read ``mbo_ticks`` from QuestDB, one lake day at a time, over its HTTP API.
+"""Read ``mbo_ticks`` from QuestDB, one lake day at a time, over its HTTP API (or, with
+:mod:`engine.questdb.qwp_read`, a QWP query built from :meth:`DayQuery.statement`).
 
 Two documented endpoints are used: ``/exec`` (JSON) for ``count()`` and ``/exp?fmt=parquet``
 (with ``compression_codec``, ``row_group_size`` and ``statistics_enabled``, documented for 9.x)
