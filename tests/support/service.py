@@ -61,11 +61,23 @@ def serve(app: object, host: str = "127.0.0.1", threads: int = 4) -> Iterator[st
     import waitress
 
     server = waitress.create_server(app, host=host, port=0, threads=threads)
-    thread = threading.Thread(target=server.run, daemon=True)
+    stopping = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except (OSError, ValueError):
+            # Closing the server while its loop sits in select() makes select fail on the closed
+            # socket (EBADF), in the loop's thread: expected then, a real error otherwise.
+            if not stopping.is_set():
+                raise
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield f"http://{host}:{server.effective_port}"  # type: ignore[union-attr]
     finally:
+        stopping.set()
         server.close()
         server.task_dispatcher.shutdown()  # type: ignore[union-attr]
         thread.join(5)
