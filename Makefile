@@ -44,8 +44,10 @@ bench: setup
 	$(BIN)/python bench/bench_book.py
 	$(BIN)/python bench/bench_chart.py            # prints "skipped" and exits 0 without a system Chromium
 	$(BIN)/python bench/bench_ingest_questdb.py   # prints "not reachable" and exits 0 without QUESTDB_URL
+	$(BIN)/python bench/bench_export.py           # the same
 
-# Real-server tests: need a QuestDB 9.x at QUESTDB_URL (default http://localhost:9000).
+# Real-server tests only: need a QuestDB 9.4+ at QUESTDB_URL (default http://localhost:9000); `make test`
+# runs them too whenever that server answers.
 test-questdb: setup
 	QUESTDB_URL=$${QUESTDB_URL:-http://localhost:9000} $(BIN)/python -m pytest -q -m questdb
 

@@ -15,6 +15,7 @@ from engine.cli import ArgumentParser, run_cli
 from engine.inputs import date_arg
 from engine.progress import summary_line
 from engine.questdb.export import day_range, export_days
+from engine.questdb.qwp_read import QwpExportClient
 from engine.questdb.read import DEFAULT_TABLE, DEFAULT_URL, ExportClient
 
 __all__ = ["main", "make_parser"]
@@ -29,7 +30,8 @@ def make_parser() -> argparse.ArgumentParser:
         epilog="--end is exclusive: --start 2025-10-20 --end 2025-10-22 exports the 20th and the 21st.\n"
         "Env: QUESTDB_URL (default http://localhost:9000).\n\nexamples:\n"
         "  datapair-export --date 2025-10-22 --output data/parquet\n"
-        "  datapair-export --start 2025-10-20 --end 2025-10-23 --symbol NVDA --output data/parquet --force",
+        "  datapair-export --start 2025-10-20 --end 2025-10-23 --symbol NVDA --output data/parquet --force\n"
+        "  datapair-export --date 2025-10-22 --output data/parquet --via exp   # through /exp?fmt=parquet",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     days = p.add_mutually_exclusive_group(required=True)
@@ -51,6 +53,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for QuestDB's answer (default 60)"
     )
+    p.add_argument(
+        "--via",
+        choices=("qwp", "exp"),
+        default="qwp",
+        help="how rows travel: qwp (a QWP query, Arrow batches; the default, faster) or exp "
+        "(/exp?fmt=parquet through a temporary file)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -71,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         days = day_range(args.start, args.end)
 
     def run() -> int:
-        client = ExportClient(args.url, timeout=args.timeout, retries=args.retries)
+        cls = QwpExportClient if args.via == "qwp" else ExportClient
+        client = cls(args.url, timeout=args.timeout, retries=args.retries)
         summary = export_days(
             days, args.output, symbol=args.symbol, table=args.table, force=args.force, quiet=args.quiet,
             client=client,

@@ -6,13 +6,18 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from engine.cli import ArgumentParser, sigterm_as_interrupt
 from engine.errors import ConfigError, DatapairError, StoreUnavailableError
 from service.serving import ServeLimits, create_server
 
-__all__ = ["QueueLogLimiter", "check_host", "default_threads", "main", "make_parser", "tune_memory"]
+if TYPE_CHECKING:
+    from service.stores.base import Store
+
+__all__ = ["QueueLogLimiter", "check_host", "default_threads", "main", "make_parser", "tune_memory", "warm_up"]
 
 
 MAX_THREADS = 256
@@ -91,6 +96,18 @@ class QueueLogLimiter(logging.Filter):
             record.msg = f"{record.msg} ({self.suppressed} more such warnings in the last {self.seconds:g} s)"
         self.last, self.suppressed = now, 0
         return True
+
+
+def warm_up(store: Store) -> None:
+    """Check the store answers and warm its symbol listing (footers, symbol columns); warn if not."""
+    try:
+        store.ping()
+        store.symbols()
+    except StoreUnavailableError as exc:
+        print(
+            f"datapair-serve: warning: {exc} (serving anyway; /health answers 503 until it is fixed)",
+            file=sys.stderr,
+        )
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -212,30 +229,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(env)
         if not env.get("DATAPAIR_STREAM_SLOTS"):
             settings.stream_slots = limits.slots
-        store = store_from_env(env, args.store)
+        store = store_from_env(env, args.store, threads=args.threads)
         app = create_app(store, settings)
     except DatapairError as exc:
         print(f"datapair-serve: error: {exc}", file=sys.stderr)
         return 1
     if args.quiet:
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    info = store.info()
-    try:
-        store.ping()
-        store.symbols()  # warms the symbol listing (reads footers, and symbol columns of mixed row groups)
-    except StoreUnavailableError as exc:
-        print(
-            f"datapair-serve: warning: {exc} (serving anyway; /health answers 503 until it is fixed)",
-            file=sys.stderr,
-        )
     with sigterm_as_interrupt():  # from here SIGTERM stops the server as Ctrl-C does
-        code = _listen_and_serve(app, args, info, limits)
+        code = _listen_and_serve(app, args, store, limits)
     if code == 0 and not args.quiet:
         print("datapair-serve: stopped", file=sys.stderr)
     return code
 
 
-def _listen_and_serve(app: object, args: argparse.Namespace, info: object, limits: ServeLimits) -> int:
+def _listen_and_serve(app: object, args: argparse.Namespace, store: Store, limits: ServeLimits) -> int:
     cores = os.cpu_count() or 1
     try:
         server = create_server(
@@ -250,12 +258,14 @@ def _listen_and_serve(app: object, args: argparse.Namespace, info: object, limit
         if not args.quiet:
             host = f"[{args.host}]" if ":" in args.host else args.host
             port = getattr(server, "effective_port", args.port)
-            kind, location = getattr(info, "kind", ""), getattr(info, "location", "")
+            info = store.info()
             print(
-                f"datapair-serve: http://{host}:{port} store={kind} {location} threads={args.threads}",
+                f"datapair-serve: http://{host}:{port} store={info.kind} {info.location} threads={args.threads}",
                 file=sys.stderr,
                 flush=True,
             )
+        # Start-up never waits on the store: the check and the warm-up run beside the server.
+        threading.Thread(target=warm_up, args=(store,), name="datapair-warm-up", daemon=True).start()
         server.run()
     except KeyboardInterrupt:
         pass

@@ -13,13 +13,18 @@ variable                   default                            meaning
 ``DATAPAIR_LAKE_CACHE_MB`` ``256``                            decoded row groups kept (0: off)
 ``QUESTDB_URL``            (unset)                            e.g. ``http://127.0.0.1:9000``
 ``QUESTDB_TABLE``          ``mbo_ticks``                      the QuestDB table
+``DATAPAIR_QDB_CONNECT_TIMEOUT`` ``2``                        s to connect to QuestDB
+``DATAPAIR_QDB_TIMEOUT``   ``5``                              s to wait for each byte of an answer
+``DATAPAIR_QDB_RETRY_AFTER`` ``5``                            s of fast 503s after QuestDB failed
+``DATAPAIR_QDB_MAX_CALLS`` threads - 2                        calls that may wait on QuestDB at once
 ``DATAPAIR_MAX_ROWS``      ``5000000``                        row cap of one ``/data`` answer (413)
 ``DATAPAIR_DEFAULT_SYMBOL`` ``NVDA``                          symbol when a request names none
 =========================  =================================  =====================================
 
 Errors: every :class:`engine.errors.DatapairError` maps to one status (400 bad request, 404
 unknown symbol, 406 not acceptable, 413 too many rows, 503 store unavailable, 500 otherwise),
-always as JSON ``{"title", "description"}``.
+always as JSON ``{"title", "description"}``. A 503 names the kind of store that is down, never
+where it lives (address, table, lake path): those go to the log.
 """
 
 from __future__ import annotations
@@ -151,15 +156,24 @@ _STATUS: list[tuple[type[DatapairError], str, str]] = [
 ]
 
 
-def _handle_datapair_error(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
-    for cls, status, title in _STATUS:
-        if isinstance(ex, cls):
-            if status == falcon.HTTP_503:
-                raise falcon.HTTPServiceUnavailable(title=title, description=str(ex), retry_after=5)
-            if status.startswith("5"):
-                log.error("%s %s: %s", req.method, req.path, ex)
-            raise falcon.HTTPError(status, title=title, description=str(ex))
-    raise ex  # pragma: no cover - every DatapairError matches the last row
+_STORE_NAMES = {"questdb": "QuestDB", "lake": "lake"}
+
+
+def _error_handler(store: Store) -> Callable[[falcon.Request, falcon.Response, Exception, dict], None]:
+    unavailable = f"the {_STORE_NAMES.get(store.kind, store.kind)} store is unavailable; try again later"
+
+    def handle(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:
+        for cls, status, title in _STATUS:
+            if isinstance(ex, cls):
+                if status == falcon.HTTP_503:
+                    log.warning("%s %s: %s", req.method, req.path, ex)  # the details stay in the log
+                    raise falcon.HTTPServiceUnavailable(title=title, description=unavailable, retry_after=5)
+                if status.startswith("5"):
+                    log.error("%s %s: %s", req.method, req.path, ex)
+                raise falcon.HTTPError(status, title=title, description=str(ex))
+        raise ex  # pragma: no cover - every DatapairError matches the last row
+
+    return handle
 
 
 def _serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
@@ -194,7 +208,7 @@ def create_app(store: Store, settings: Settings | None = None, slots: StreamSlot
     app = falcon.App()
     app.req_options.auto_parse_qs_csv = False
     app.resp_options.secure_cookies_by_default = False
-    app.add_error_handler(DatapairError, _handle_datapair_error)
+    app.add_error_handler(DatapairError, _error_handler(store))
     app.set_error_serializer(_serialize_error)
     spec = build_spec(__version__)
     parts = AppParts(store, settings, spec, slots or StreamSlots(settings.stream_slots))
@@ -203,8 +217,26 @@ def create_app(store: Store, settings: Settings | None = None, slots: StreamSlot
     return app
 
 
-def store_from_env(env: dict[str, str] | None = None, kind: str | None = None) -> Store:
-    """The store the environment selects (see the module doc); ``kind`` overrides ``DATAPAIR_STORE``."""
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        msg = f"{name}={raw!r}: expected a positive number of seconds"
+        raise ConfigError(msg)
+    return value
+
+
+def store_from_env(env: dict[str, str] | None = None, kind: str | None = None, threads: int = 8) -> Store:
+    """The store the environment selects (see the module doc); ``kind`` overrides ``DATAPAIR_STORE``.
+
+    ``threads`` (the server's) bounds the QuestDB calls that may wait at once to ``threads - 2``,
+    so two threads always stay free for routes that need no store.
+    """
     env = dict(os.environ if env is None else env)
     kind = (kind or env.get("DATAPAIR_STORE") or "auto").lower()
     url = env.get("QUESTDB_URL")
@@ -222,7 +254,17 @@ def store_from_env(env: dict[str, str] | None = None, kind: str | None = None) -
         if not url:
             msg = "the QuestDB store needs QUESTDB_URL (e.g. http://127.0.0.1:9000) or --questdb-url"
             raise ConfigError(msg)
-        return QuestDBStore(url, env.get("QUESTDB_TABLE") or "mbo_ticks")
+        raw = env.get("DATAPAIR_QDB_MAX_CALLS") or str(max(1, threads - 2))
+        if not raw.isdigit() or int(raw) < 1:
+            msg = f"DATAPAIR_QDB_MAX_CALLS={raw!r}: expected a positive integer"
+            raise ConfigError(msg)
+        return QuestDBStore(
+            url, env.get("QUESTDB_TABLE") or "mbo_ticks",
+            connect_timeout=_seconds(env, "DATAPAIR_QDB_CONNECT_TIMEOUT", 2.0),
+            timeout=_seconds(env, "DATAPAIR_QDB_TIMEOUT", 5.0),
+            retry_after=_seconds(env, "DATAPAIR_QDB_RETRY_AFTER", 5.0),
+            max_calls=int(raw),
+        )  # fmt: skip
     msg = f"DATAPAIR_STORE / --store must be lake, questdb or auto, got {kind!r}"
     raise ConfigError(msg)
 

@@ -1,9 +1,10 @@
-"""OHLCV bars of trades for the chart API, computed from a store's key-ordered trade stream.
+"""OHLCV bars of trades for the chart API, from a store's key-ordered trade stream (or by the store).
 
 A bar covers ``[t, t + step)`` with ``t`` a multiple of the step since 1970 UTC (so ``1d`` bars
 are UTC days). Only trades count (action ``T`` with a defined price); open and close are the
 first and last trade in ``(ts_event, ts_recv, sequence)`` order, which is the order every store
-streams, so the lake and QuestDB give identical bars. Only bars with a trade are returned.
+streams; the QuestDB store computes the same bars in the server (``SAMPLE BY``), so the lake and
+QuestDB give identical bars. Only bars with a trade are returned.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import pyarrow as pa
 
 from engine.dbn.metadata import UNDEF_PRICE
 from engine.errors import QueryError
-from service.stores.base import ints
 
 __all__ = ["BAR_COLUMNS", "RESOLUTIONS", "Bars", "bars_from_trades", "pick_resolution"]
 
@@ -168,14 +168,23 @@ def _empty() -> Bars:
     return Bars(z, z, z, z, z, z, z)
 
 
+def _int64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An integer or timestamp column as int64 NumPy."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_timestamp(col.type):
+        col = col.view(pa.int64())
+    return col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
 def bars_from_trades(batches: Iterable[pa.RecordBatch], step: int) -> Bars:
     """Aggregate a key-ordered stream of trades (``ts_event``, ``price_raw``, ``size``) into bars."""
     out = _empty()
     for b in batches:
         if b.num_rows == 0:
             continue
-        ts = ints(b.column("ts_event"))
-        price = ints(b.column("price_raw"))
+        ts = _int64(b.column("ts_event"))
+        price = _int64(b.column("price_raw"))
         size = b.column("size").to_numpy(zero_copy_only=False).view(np.uint32).astype(np.int64)
         ok = price != UNDEF_PRICE
         if not ok.all():

@@ -20,7 +20,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "Unknown symbol (well formed, but the store has no rows for it)",
         406: "The Accept header names no format we can write",
         413: "More rows than the row cap: page with `limit` and `cursor`",
-        503: "The store (lake directory or QuestDB) is unavailable",
+        503: "The store (lake or QuestDB) is unavailable: {title, description} naming the kind of store",
     }
     return {
         str(c): {"description": text[c], "content": {"application/json": {"schema": _ERR}}} for c in codes
@@ -159,7 +159,7 @@ def build_spec(version: str = "0.1.0") -> dict[str, Any]:
                     "responses": {"200": {"description": "{symbol, start, end, offset, limit, count, has_more, next_offset?, ticks: [...]}; Arrow: X-Has-More, X-Next-Offset headers", "content": {"application/json": {}, **arrow}}, **_errors(400, 404, 503)},
                 }
             },
-            "/health": {"get": {"summary": "Is the store reachable", "responses": {"200": {"description": "{status: ok, store: {...}}"}, "503": {"description": "{status: unavailable, store: {error}}"}}}},
+            "/health": {"get": {"summary": "Is the store reachable", "responses": {"200": {"description": "{status: ok, store: {kind, rows, ping_ms, ...}}"}, "503": {"description": "{status: unavailable, store: {kind}} (the reason is in the log)"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/": {"get": {"summary": "The chart page (HTML; `?symbol=` picks the first symbol shown)", "parameters": [_q("symbol", "Symbol shown first")], "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}, "304": {"description": "Not modified (ETag)"}}}},
             "/chart": {"get": {"summary": "The chart page, same as /", "parameters": [_q("symbol", "Symbol shown first")], "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}, "304": {"description": "Not modified (ETag)"}}}},

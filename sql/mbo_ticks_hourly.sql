@@ -18,4 +18,4 @@ CREATE TABLE IF NOT EXISTS mbo_ticks (
     sequence LONG,
     day_seq LONG
 ) TIMESTAMP(ts_event) PARTITION BY HOUR WAL
-DEDUP UPSERT KEYS(ts_event, ts_recv, symbol, publisher_id, day_seq);
+DEDUP UPSERT KEYS(ts_event, ts_recv, instrument_id, publisher_id, day_seq);

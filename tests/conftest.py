@@ -65,9 +65,7 @@ def questdb_url() -> str:
     return url
 
 
-@pytest.fixture
-def questdb_tables(questdb_url: str) -> Iterator[Callable[[str], str]]:
-    """Factory of unique table names (``prefix_<12 hex>``); each is dropped after the test, pass or fail."""
+def _table_factory(url: str) -> Iterator[Callable[[str], str]]:
     import uuid
 
     from engine.errors import DatapairError
@@ -82,7 +80,7 @@ def questdb_tables(questdb_url: str) -> Iterator[Callable[[str], str]]:
         return name
 
     yield make
-    http = QuestDBHttp(parse_questdb_url(questdb_url), backoff=Backoff(timeout=10.0), timeout=60.0)
+    http = QuestDBHttp(parse_questdb_url(url), backoff=Backoff(timeout=10.0), timeout=60.0)
     failed = []
     for name in made:
         try:
@@ -91,3 +89,15 @@ def questdb_tables(questdb_url: str) -> Iterator[Callable[[str], str]]:
             failed.append(f"{name}: {exc}")
     if failed:
         pytest.fail("could not drop test tables: " + "; ".join(failed))
+
+
+@pytest.fixture
+def questdb_tables(questdb_url: str) -> Iterator[Callable[[str], str]]:
+    """Factory of unique table names (``prefix_<12 hex>``); each is dropped after the test, pass or fail."""
+    yield from _table_factory(questdb_url)
+
+
+@pytest.fixture(scope="module")
+def questdb_module_tables(questdb_url: str) -> Iterator[Callable[[str], str]]:
+    """As :func:`questdb_tables`, for tables a whole test module shares (dropped after the module)."""
+    yield from _table_factory(questdb_url)

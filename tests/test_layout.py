@@ -143,3 +143,19 @@ def test_test_modules_do_not_import_each_other() -> None:
 def test_no_test_double_ships_in_the_product() -> None:
     assert not (ROOT / "service" / "testing.py").exists()
     assert [m for m in MODULES if "fake" in m or "testing" in m] == []
+
+
+def test_no_test_plays_a_server() -> None:
+    """Issue 10: the real QuestDB answers the tests; faults come from the one TCP proxy in
+    tests/support/faultproxy.py, which knows HTTP framing only. No test module serves HTTP (a fake
+    of /exec, /exp, ILP or QWP) by itself."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            if any(n.split(".")[0] in ("http", "socketserver") and n != "http.client" for n in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

@@ -4,12 +4,13 @@
 - :mod:`~engine.questdb.args`: the ``--questdb`` flags of ``datapair-ingest``;
 - :mod:`~engine.questdb.ddl`: the ``mbo_ticks`` and ``ingest_log`` DDL, creation and schema check;
 - :mod:`~engine.questdb.http`: ``/exec`` with retry and backoff;
-- :mod:`~engine.questdb.keys`: ``day_seq`` numbering (the dedup key) and per-file counts;
+- :mod:`~engine.questdb.keys`: ``day_seq`` numbering (the dedup key, per instrument) and per-file counts;
 - :mod:`~engine.questdb.protocols`: QWP/WebSocket, ILP/HTTP and ILP/TCP senders and batching;
 - :mod:`~engine.questdb.resume`: completion records and ``count()`` verification;
 - :mod:`~engine.questdb.sink`: :class:`QuestDBSink`, the pipeline's QuestDB sink;
 - :mod:`~engine.questdb.ingest`: :func:`ingest_questdb`, loading files on their own;
-- :mod:`~engine.questdb.read`, :mod:`~engine.questdb.export`: QuestDB days -> lake files.
+- :mod:`~engine.questdb.read`, :mod:`~engine.questdb.qwp_read`: a day's rows over ``/exp`` or a QWP query;
+- :mod:`~engine.questdb.export`: QuestDB days -> lake files.
 
 May import: :mod:`engine.lake` (the export writes lake files), :mod:`engine.pipeline`,
 :mod:`engine.dbn` and the shared top-level modules.

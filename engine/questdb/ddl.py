@@ -1,22 +1,25 @@
 """The ``mbo_ticks`` and ``ingest_log`` tables: DDL text, creation, and the schema check.
 
 The column list is DESIGN.md section 3 plus ``day_seq`` (see ``sql/README.md``): the ordinal of a
-record among the records of its symbol on its UTC day of ts_recv, in source order. It makes
+record among the records of its instrument_id on its UTC day of ts_recv, in feed order. It makes
 every record unique, including records that agree on every field, and is the same whenever the
-same day is loaded again, with or without a symbol filter, so
+same day is loaded again, with or without a symbol filter and whatever the file's symbology, so
 
-    DEDUP UPSERT KEYS(ts_event, ts_recv, symbol, publisher_id, day_seq)
+    DEDUP UPSERT KEYS(ts_event, ts_recv, instrument_id, publisher_id, day_seq)
 
 turns a re-ingest into an exact no-op. ``sql/*.sql`` hold the same text as
 :func:`mbo_table_ddl` and :func:`log_table_ddl` generate (a test keeps them equal).
 
 :func:`ensure_tables` creates missing tables and refuses, with a message naming every difference,
-an existing table whose columns, designated timestamp, WAL mode or dedup keys do not match.
+an existing table whose columns, designated timestamp, WAL mode or dedup keys do not match. A
+table made by an earlier version (keys by ``symbol``, :data:`LEGACY_DEDUP_KEYS`) is refused with
+the statements that migrate it (:func:`migration_hint`).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +29,14 @@ from engine.questdb.http import QuestDBHttp
 
 __all__ = [
     "DEDUP_KEYS",
+    "LEGACY_DEDUP_KEYS",
     "LOG_COLUMNS",
     "MBO_COLUMNS",
     "TableState",
     "ensure_tables",
     "log_table_ddl",
     "mbo_table_ddl",
+    "migration_hint",
     "schema_problems",
 ]
 
@@ -56,8 +61,10 @@ MBO_COLUMNS: tuple[tuple[str, str], ...] = (
 """The table's columns and QuestDB types: DESIGN.md section 3, then ``day_seq``."""
 
 DESIGNATED = "ts_event"
-DEDUP_KEYS = ("ts_event", "ts_recv", "symbol", "publisher_id", "day_seq")
+DEDUP_KEYS = ("ts_event", "ts_recv", "instrument_id", "publisher_id", "day_seq")
 """Upsert keys: with ``day_seq`` they identify one MBO record (see ``sql/README.md``)."""
+LEGACY_DEDUP_KEYS = ("ts_event", "ts_recv", "symbol", "publisher_id", "day_seq")
+"""The keys of tables made before day_seq counted per instrument (it counted per symbol)."""
 
 _COLUMN_OPTIONS = {"symbol": " CAPACITY 16384"}  # full-venue days hold ~12k instruments
 
@@ -181,10 +188,57 @@ def _table_info(http: QuestDBHttp, table: str) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
+def migration_hint(table: str) -> str:
+    """How to move a table with :data:`LEGACY_DEDUP_KEYS` to :data:`DEDUP_KEYS` (checked on QuestDB 9.4).
+
+    The old ``day_seq`` counted per (symbol, day), the new one per (instrument_id, day). Where every
+    (symbol, UTC day of ts_recv) holds one instrument_id, which a file's symbology gives (a symbol
+    names one instrument on a day, an unmapped id keeps its own text), the two numberings are the
+    same, so changing the keys is the whole migration. Otherwise the table must be rebuilt.
+    """
+    check_identifier(table)
+    keys = ", ".join(DEDUP_KEYS)
+    return (
+        f"Its dedup keys are those of an earlier datapair ({', '.join(LEGACY_DEDUP_KEYS)}): a file downloaded "
+        "again with changed symbol mappings would duplicate its rows. To migrate:\n"
+        f"  1. check that every symbol holds one instrument per day (the answer must be 0):\n"
+        f"     SELECT count() FROM (SELECT symbol, timestamp_floor('d', ts_recv) AS day, "
+        f"count_distinct(instrument_id) AS n FROM {table}) WHERE n > 1;\n"
+        f"  2. if it is 0, the stored day_seq values are already the new ones; switch the keys:\n"
+        f"     ALTER TABLE {table} DEDUP ENABLE UPSERT KEYS({keys});\n"
+        f"  otherwise rebuild: RENAME TABLE {table} TO {table}_old; then load the source files again "
+        f"(the table is created with the new keys) and DROP TABLE {table}_old."
+    )
+
+
+def _settle(http: QuestDBHttp, table: str, timeout: float = 30.0) -> None:
+    """Wait until the table's WAL is applied (or suspended, or ``timeout`` s passed).
+
+    A WAL table applies ``ALTER TABLE`` asynchronously, like rows: ``table_columns()`` shows new
+    dedup keys only once the apply has caught up (checked on QuestDB 9.4).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = http.exec(f"SELECT * FROM wal_tables() WHERE name = '{check_identifier(table)}'").records()
+        if not rows or _truthy(rows[0].get("suspended")) or time.monotonic() > deadline:
+            return
+        if int(rows[0].get("writerTxn") or 0) >= int(rows[0].get("sequencerTxn") or 0):
+            return
+        time.sleep(0.05)
+
+
 def _check(http: QuestDBHttp, table: str, info: dict[str, Any] | None, expected: tuple[tuple[str, str], ...],
            designated: str, keys: tuple[str, ...] | None, ddl_file: str) -> None:  # fmt: skip
     cols = http.exec(f"SELECT * FROM table_columns('{table}')").records()
     problems = schema_problems(cols, info, expected, designated, keys)
+    if problems:  # e.g. the migration's ALTER was just run: look again once the WAL is applied
+        _settle(http, table)
+        info = _table_info(http, table)
+        cols = http.exec(f"SELECT * FROM table_columns('{table}')").records()
+        problems = schema_problems(cols, info, expected, designated, keys)
+    if problems and keys == DEDUP_KEYS and not schema_problems(cols, info, expected, designated, LEGACY_DEDUP_KEYS):
+        msg = f"QuestDB table {table!r} cannot be loaded as it is. " + migration_hint(table)
+        raise SinkError(msg)
     if problems:
         msg = (
             f"QuestDB table {table!r} exists with a different schema; refusing to load it:\n  - "

@@ -208,11 +208,15 @@ class QuestDBHttp:
             raise StoreUnavailableError(msg) from None
 
     def records(self, sql: str, *, page: int = 100_000) -> list[dict[str, Any]]:
-        """All rows of a query as dicts, fetched ``page`` rows per request."""
+        """All rows of a query as dicts, fetched ``page`` rows per request.
+
+        ``/exec``'s ``limit=X,Y`` counts rows from 1 and includes both ends (``limit=3,6`` is the
+        third to the sixth row, checked on QuestDB 9.4), unlike SQL's ``LIMIT lo, hi``.
+        """
         out: list[dict[str, Any]] = []
         lo = 0
         while True:
-            res = self.exec(sql, limit=f"{lo},{lo + page}")
+            res = self.exec(sql, limit=f"{lo + 1},{lo + page}")
             out.extend(res.records())
             if len(res.dataset) < page:
                 return out

@@ -1,10 +1,16 @@
 """Per-record keys and per-file counts for QuestDB loads.
 
-``day_seq``: the ordinal (from 0) of a record among the records of the same symbol on the same
-UTC day of ts_recv, in source order. A symbol filter keeps or drops whole symbols, so the numbers
-do not depend on it; a file split into days, or a day loaded from a multi-day file, numbers the
-same way. With ``(ts_event, ts_recv, symbol, publisher_id)`` it identifies one record, even
-among records that agree on every field (see ``sql/README.md``).
+``day_seq``: the ordinal (from 0) of a record among the records of the same ``instrument_id`` on
+the same UTC day of ts_recv, in source (feed) order, across publishers. The numbers depend only on
+what the file itself fixes (instrument ids, ts_recv, record order), not on its symbology: a file
+downloaded again with changed symbol mappings numbers its records the same way. A symbol filter
+keeps or drops whole instruments on a day, so the numbers do not depend on it either; a file split
+into days, or a day loaded from a multi-day file, numbers the same way. With
+``(ts_event, ts_recv, instrument_id, publisher_id)`` it identifies one record, even among records
+that agree on every field (see ``sql/README.md``).
+
+A symbol is one instrument on a day, so within a symbol ``ORDER BY ts_recv, day_seq`` is feed
+order (ts_recv orders the days, day_seq the records of a day, ties in ts_recv included).
 
 :class:`FileStats` counts what one file sends, per (symbol, publisher_id), with the ts_event and
 ts_recv ranges, so the load can be verified with ``count()`` and recorded in the ingest log.
@@ -21,9 +27,17 @@ from numba import njit
 from engine.dbn.columns import ColumnBlock
 from engine.dbn.kernels import NS_PER_DAY
 
-__all__ = ["DaySequencer", "FileStats", "number_in_groups", "number_in_groups_reference"]
+__all__ = [
+    "DaySequencer",
+    "FileStats",
+    "number_by_key",
+    "number_by_key_reference",
+    "number_in_groups",
+    "number_in_groups_reference",
+]
 
 _EPOCH = dt.date(1970, 1, 1)
+_EMPTY = -1
 
 
 @njit(cache=True)
@@ -49,20 +63,92 @@ def number_in_groups_reference(codes: np.ndarray, counters: np.ndarray) -> np.nd
     return out
 
 
+@njit(cache=True)
+def _slot(k, slots):  # pragma: no cover - compiled
+    """Where key ``k`` is, or the empty slot it would take (Fibonacci hashing, linear probing)."""
+    mask = len(slots) - 1
+    shift = np.uint64(64 - int(np.log2(len(slots))))
+    j = np.int64((np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> shift) & mask
+    while slots[j] != k and slots[j] != -1:
+        j = (j + 1) & mask
+    return j
+
+
+@njit(cache=True)
+def rehash(old_slots, old_counts, slots, counts):  # pragma: no cover - compiled
+    """Move every filled slot of the old table into the (empty, bigger) new one."""
+    for i in range(len(old_slots)):
+        k = old_slots[i]
+        if k != -1:
+            j = _slot(k, slots)
+            slots[j] = k
+            counts[j] = old_counts[i]
+
+
+@njit(cache=True)
+def number_by_key(keys, start, slots, counts, used, out):  # pragma: no cover - compiled
+    """``out[i]`` = how many earlier records had ``keys[i]``, for ``i >= start`` (non-negative keys).
+
+    ``slots``/``counts`` are an open-addressing hash table (linear probing, power-of-two size,
+    ``slots`` -1 where empty) carried across calls; ``used[0]`` counts its filled slots. Stops when
+    the table is half full and returns the first row not numbered (``len(keys)`` when done): the
+    caller grows the table and calls again from there.
+    """
+    n_used = used[0]
+    for i in range(start, len(keys)):
+        k = keys[i]
+        j = _slot(k, slots)
+        if slots[j] == -1:
+            if 2 * (n_used + 1) > len(slots):
+                used[0] = n_used
+                return i
+            slots[j] = k
+            n_used += 1
+        out[i] = counts[j]
+        counts[j] += 1
+    used[0] = n_used
+    return len(keys)
+
+
+def number_by_key_reference(keys: np.ndarray, seen: dict[int, int]) -> np.ndarray:
+    """Plain-Python reference of :func:`number_by_key` (``seen`` maps key -> records so far)."""
+    out = np.empty(len(keys), dtype=np.int64)
+    for i, k in enumerate(keys.tolist()):
+        out[i] = seen.get(k, 0)
+        seen[k] = out[i] + 1
+    return out
+
+
+class _KeyCounter:
+    """Records seen so far per key (one UTC day's instruments), a growable hash table."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.slots = np.full(size, _EMPTY, dtype=np.int64)
+        self.counts = np.zeros(size, dtype=np.int64)
+        self.used = np.zeros(1, dtype=np.int64)
+
+    def number(self, keys: np.ndarray, out: np.ndarray) -> None:
+        done = 0
+        while (done := number_by_key(keys, done, self.slots, self.counts, self.used, out)) < len(keys):
+            self._grow()
+
+    def _grow(self) -> None:
+        slots = np.full(len(self.slots) * 4, _EMPTY, dtype=np.int64)
+        counts = np.zeros(len(slots), dtype=np.int64)
+        rehash(self.slots, self.counts, slots, counts)
+        self.slots, self.counts = slots, counts
+
+
 class DaySequencer:
-    """Numbers the records of one source file per (symbol, UTC day of ts_recv), block by block."""
+    """Numbers the records of one source file per (instrument_id, UTC day of ts_recv), block by block."""
 
     def __init__(self) -> None:
-        self._counters: dict[int, np.ndarray] = {}
+        self._days: dict[int, _KeyCounter] = {}
 
-    def _counter(self, day: int, n_symbols: int) -> np.ndarray:
-        ctr = self._counters.get(day)
-        if ctr is None or len(ctr) < n_symbols:
-            grown = np.zeros(max(n_symbols, 16) * 2, dtype=np.int64)
-            if ctr is not None:
-                grown[: len(ctr)] = ctr
-            ctr = grown
-            self._counters[day] = ctr
+    def _counter(self, day: int) -> _KeyCounter:
+        ctr = self._days.get(day)
+        if ctr is None:
+            ctr = self._days[day] = _KeyCounter()
         return ctr
 
     def number(self, block: ColumnBlock) -> np.ndarray:
@@ -71,19 +157,17 @@ class DaySequencer:
         out = np.empty(n, dtype=np.int64)
         if n == 0:
             return out
-        codes = np.ascontiguousarray(block.arrays["symbol"], dtype=np.int32)
+        keys = block.arrays["instrument_id"].astype(np.int64).view(np.int64) & 0xFFFFFFFF  # the u32 ids
         ts = block.arrays["ts_recv"]
         first, last = int(ts[0]) // NS_PER_DAY, int(ts[-1]) // NS_PER_DAY
         days = None if first == last else ts // NS_PER_DAY
         if days is None or bool(np.all(days == first)):
-            number_in_groups(codes, self._counter(first, len(block.symbols)), out)
+            self._counter(first).number(keys, out)
             return out
         for d in np.unique(days):  # a block across midnight (never from iter_column_blocks)
             idx = np.flatnonzero(days == d)
             part = np.empty(len(idx), dtype=np.int64)
-            number_in_groups(
-                np.ascontiguousarray(codes[idx]), self._counter(int(d), len(block.symbols)), part
-            )
+            self._counter(int(d)).number(np.ascontiguousarray(keys[idx]), part)
             out[idx] = part
         return out
 

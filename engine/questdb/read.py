@@ -1,4 +1,5 @@
-"""Read ``mbo_ticks`` from QuestDB, one lake day at a time, over its HTTP API.
+"""Read ``mbo_ticks`` from QuestDB, one lake day at a time, over its HTTP API (or, with
+:mod:`engine.questdb.qwp_read`, a QWP query built from :meth:`DayQuery.statement`).
 
 Two documented endpoints are used: ``/exec`` (JSON) for ``count()`` and ``/exp?fmt=parquet``
 (with ``compression_codec``, ``row_group_size`` and ``statistics_enabled``, documented for 9.x)
@@ -109,6 +110,31 @@ class DayQuery:
         return (
             f"SELECT {cols} FROM {self.table} WHERE {self.where} ORDER BY symbol, ts_event, ts_recv, sequence"
         )
+
+
+    def statement(self) -> tuple[str, list[object]]:
+        """The day's rows as one SQL with bind parameters (``$1``..), for a QWP query.
+
+        Timestamps come back as ``TIMESTAMP_NS`` (Arrow ``timestamp[ns]``: exact), and the day's
+        bounds and the symbol travel as binds, not in the SQL text.
+        """
+        nxt = self.day + dt.timedelta(days=1)
+        binds: list[object] = [_ns_bind(self.day), _ns_bind(nxt), _ns_bind(nxt + dt.timedelta(days=1))]
+        where = "ts_recv >= $1 AND ts_recv < $2 AND ts_event < $3"
+        if self.symbol is not None:
+            where += " AND symbol = $4"
+            binds.append(self.symbol)
+        sql = (
+            f"SELECT {', '.join(COLUMNS)} FROM {self.table} WHERE {where} "
+            "ORDER BY symbol, ts_event, ts_recv, sequence"
+        )
+        return sql, binds
+
+
+def _ns_bind(day: dt.date) -> object:
+    import questdb
+
+    return questdb.TimestampNanos((day - dt.date(1970, 1, 1)).days * 86_400 * 10**9)
 
 
 def day_query(table: str, day: dt.date, symbol: str | None = None) -> DayQuery:
@@ -268,6 +294,22 @@ class ExportClient:
             return n
 
         return self._request("exp", params, read)  # type: ignore[return-value]
+
+
+    stream_retries = 0
+    """Further tries of a whole day when :meth:`read_day` fails after yielding rows (none: the
+    download is retried before any row is read)."""
+
+    def read_day(
+        self, q: DayQuery, scratch: Path, progress: Callable[[int], None] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The day's rows as :data:`MBO_SCHEMA` batches: ``/exp?fmt=parquet`` into ``scratch`` (bounded
+        memory whatever the day's size), then read back row group by row group; ``scratch`` is removed."""
+        try:
+            self.export_parquet(q.select_sql, scratch, progress=progress)
+            yield from iter_mbo_batches(scratch)
+        finally:
+            scratch.unlink(missing_ok=True)
 
 
 class _Truncated(Exception):

@@ -165,12 +165,17 @@ def verify_counts(
     stats: FileStats | Completion,
     timeout: float,
     *,
+    settle: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[int, list[str]]:
-    """Wait for WAL apply, then compare the table with the file's counts (polls until ``timeout``).
+    """Wait for the WAL apply, then compare the table with the file's counts.
 
-    Returns ``(rows confirmed, differences)``; no differences means every row of the file is
-    visible exactly once.
+    Every row the server acknowledged (QWP, ILP/HTTP) is in a committed WAL transaction, so once
+    the apply has caught up with the transactions committed so far one count is final: no waiting
+    on a clock. With ``settle`` (ILP/TCP, which has no acknowledgements: rows may still be on
+    their way into the server) a short count is polled again until it is complete or ``timeout``
+    runs out. Returns ``(rows confirmed, differences)``; no differences means every row of the
+    file is visible exactly once.
     """
     deadline = time.monotonic() + timeout
     expected = stats.counts
@@ -184,7 +189,7 @@ def verify_counts(
         )
         held, diffs = _compare(expected, stored)
         short = any(stored.get(k, 0) < n for k, n in expected.items())
-        if not diffs or not short or time.monotonic() > deadline:
+        if not diffs or not short or not settle or time.monotonic() > deadline:
             return (sum(expected.values()) if not diffs else held), diffs
         sleep(delay)
         delay = min(delay * 2, 1.0)

@@ -149,7 +149,12 @@ class QuestDBSink(FileSink):
             if self._error is not None:
                 raise self._error
             o = self.options
-            confirmed, diffs = verify_counts(self.http, o.table, self.stats, o.verify_timeout_s)
+            # ILP/TCP has no acks: rows may still be arriving, so a short count is polled until it is
+            # complete, unless the sender saw its connection fail (rows in flight are then lost and
+            # the caller's second pass sends the file again at once).
+            retried = self.send_stats is not None and self.send_stats.retries > 0
+            settle = o.protocol == "ilp-tcp" and not retried
+            confirmed, diffs = verify_counts(self.http, o.table, self.stats, o.verify_timeout_s, settle=settle)
             if diffs:
                 more = f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""
                 msg = (

@@ -133,7 +133,9 @@ class BarsResource:
             msg = f"{res} bars over {start}..{end} could be {n_max} bars, more than {self.max_bars}; use a coarser `resolution` or `auto`"
             raise QueryError(msg)
         query = RangeQuery(symbol, start, end, actions=("T",))
-        bars = bars_from_trades(self.store.scan(query, columns=("ts_event", "price_raw", "size")), step)
+        bars = self.store.bars(query, step)  # computed by the store (QuestDB: SAMPLE BY), or here
+        if bars is None:
+            bars = bars_from_trades(self.store.scan(query, columns=("ts_event", "price_raw", "size")), step)
         if wants_arrow(req):
             resp.content_type = ARROW_STREAM
             resp.set_header("X-Resolution", res)
@@ -178,13 +180,16 @@ class TicksResource:
         limit = int(p.integer("limit", 1, MAX_TICKS, default=1_000) or 0)
         offset = int(p.integer("offset", 0, self.max_offset, default=0) or 0)
         symbol, start, end, _ = _symbol_and_range(self.store, p, self.default_symbol)
-        batches = limit_batches(self.store.scan(RangeQuery(symbol, start, end)), offset + limit + 1)
-        parts, seen = [], 0
-        for b in batches:
-            lo = max(0, offset - seen)
-            if lo < b.num_rows:
-                parts.append(b.slice(lo))
-            seen += b.num_rows
+        query = RangeQuery(symbol, start, end)
+        parts: list[pa.RecordBatch] = []
+        if offset == 0 or offset < self.store.count(query):  # an offset past the rows reads none
+            query, skip = self.store.seek(query, offset)  # QuestDB finds the row; the lake skips to it
+            seen = 0
+            for b in limit_batches(self.store.scan(query), skip + limit + 1):
+                lo = max(0, skip - seen)
+                if lo < b.num_rows:
+                    parts.append(b.slice(lo))
+                seen += b.num_rows
         table = pa.Table.from_batches(parts, schema=parts[0].schema) if parts else None
         has_more = table is not None and table.num_rows > limit
         if table is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import falcon
@@ -11,22 +12,28 @@ from service.stores.base import Store
 
 __all__ = ["HealthResource", "OpenAPIResource"]
 
+log = logging.getLogger("datapair.service")
+
 
 class HealthResource:
-    """200 with the store's details when it answers, 503 with the reason when it does not."""
+    """200 with the store's counts when it answers, 503 when it does not.
+
+    The answer names the kind of store, never where it lives (address, table, lake path); why it
+    is down goes to the log.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        info = self.store.info()
         t0 = time.perf_counter()
-        store = {"kind": info.kind, "location": info.location, **info.details}
+        store: dict[str, object] = {"kind": self.store.kind}
         try:
             details = self.store.ping()
         except StoreUnavailableError as exc:
+            log.warning("health: the %s store is unavailable: %s", self.store.kind, exc)
             resp.status = falcon.HTTP_503
-            resp.media = {"status": "unavailable", "store": {**store, "error": str(exc)}}
+            resp.media = {"status": "unavailable", "store": store}
             return
         store.update(details)
         store["ping_ms"] = round((time.perf_counter() - t0) * 1e3, 3)

@@ -16,6 +16,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,9 @@ import pyarrow as pa
 from engine.dbn.columns import MBO_SCHEMA
 from engine.dbn.symbology import check_symbol
 from engine.errors import QueryError
+
+if TYPE_CHECKING:
+    from service.bars import Bars
 
 __all__ = [
     "KEY_COLUMNS",
@@ -149,6 +153,20 @@ class Store(ABC):
         ``columns`` selects a subset of :data:`MBO_SCHEMA` (the key columns are always read);
         batches always carry exactly the requested columns in schema order, with the schema's types.
         """
+
+    def seek(self, query: RangeQuery, offset: int) -> tuple[RangeQuery, int]:
+        """Where row ``offset`` of ``query`` (key order) is: a query whose rows start at or before it,
+        and how many of its rows to skip to reach it.
+
+        The default skips ``offset`` rows of ``query`` itself; a store that can find the row
+        without reading the rows before it (QuestDB) narrows the query instead.
+        """
+        return query, offset
+
+    def bars(self, query: RangeQuery, step: int) -> Bars | None:
+        """OHLCV bars of ``step`` ns over the trades of ``query``, if the store computes them itself;
+        None lets the caller aggregate the trade stream (:func:`service.bars.bars_from_trades`)."""
+        return None
 
     def has_symbol(self, symbol: str) -> bool:
         return symbol in self.symbols()

@@ -1,62 +1,64 @@
 """The QuestDB store: the ``mbo_ticks`` table through QuestDB's documented HTTP ``/exec`` endpoint.
 
-``/exec?query=SQL`` answers JSON ``{"columns": [{"name", "type"}], "dataset": [[...], ...],
-"count": n}``, or ``{"error": ..., "position": n}`` with HTTP 400. ``/exec`` has no bind
-parameters, so no text from a request ever reaches the SQL unquoted: the symbol must pass
-:func:`engine.dbn.symbology.check_symbol` (printable, no control characters) and is then quoted
-as a string literal with ``'`` doubled (QuestDB's only escape in a string literal),
-timestamps and limits are formatted from Python ``int``s, actions come from the fixed
-``ACTIONS`` letters and the table name is checked once at start-up.
+``/exec?query=SQL`` answers JSON ``{"columns": [{"name", "type"}], "dataset": [[...], ...]}``, or
+``{"error": ..., "position": n}`` with HTTP 400. ``/exec`` takes no bind parameters, so no request
+text reaches the SQL as is: the symbol must pass :func:`engine.dbn.symbology.check_symbol` (1-70 printable characters) and is
+then written as a quoted SQL string (quotes doubled), timestamps, limits and offsets are formatted
+from Python ``int``s, actions come from the fixed ``ACTIONS`` letters, bar widths from a fixed
+table, and the table name is checked once at start-up. Calls go through
+:class:`~service.stores.exec_client.ExecClient`: short timeouts, a circuit breaker, a bound on
+calls waiting on the server.
 
-Timestamps are selected as ``cast(ts AS LONG)`` (nanoseconds for ``TIMESTAMP_NS``), so they
-arrive as exact JSON integers; QuestDB's NULL sentinels of INT and LONG columns (which a
-uint32/uint64 value can hit) are mapped back to their integer values.
+Timestamps are selected as ``cast(ts AS LONG)`` (nanoseconds for ``TIMESTAMP_NS``), so they arrive
+as exact JSON integers; QuestDB's NULL sentinels of INT and LONG columns (which a uint32/uint64
+value can hit) are mapped back to their integer values.
 
-Rows are read in pages of ``page_rows`` in designated-timestamp order (no SQL sort): a page's
-rows below its last ``ts_event`` are final; the next page starts at that ``ts_event``; a page that
-holds a single timestamp fetches that timestamp's rows whole. Each page is sorted locally by
-``(ts_event, ts_recv, sequence)``, so answers equal the lake store's.
+Rows are read in pages of ``page_rows`` in designated-timestamp order (no SQL sort): a page's rows
+below its last ``ts_event`` are final; the next page starts at that ``ts_event``; a page that holds
+a single timestamp fetches that timestamp's rows whole. Each page is sorted locally by
+``(ts_event, ts_recv, sequence)`` and then ``day_seq`` (feed order), so answers equal the lake
+store's. A deep offset (:meth:`QuestDBStore.seek`) is found by the server (``LIMIT n, n + 1`` on
+the designated order and a ``count()``), never by reading the rows before it. Chart bars are
+computed by the server (``SAMPLE BY ... ALIGN TO CALENDAR`` over the trades in key order).
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import re
-import threading
-import time
-import weakref
 from collections.abc import Iterator, Sequence
-from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 
 from engine.dbn.kernels import ACTIONS
+from engine.dbn.metadata import UNDEF_PRICE
 from engine.errors import ConfigError, StoreUnavailableError
-from engine.questdb.conf import ServerAddress
+from engine.questdb.conf import ServerAddress, check_identifier
 from engine.questdb.conf import parse_questdb_url as parse_server_address
+from service.bars import RESOLUTIONS, Bars
 from service.stores.base import (
+    KEY_COLUMNS,
     RangeQuery,
     Store,
     StoreInfo,
     SymbolRange,
     check_symbol,
-    key_order,
+    ints,
     output_schema,
     read_columns,
     rebatch,
     skip_until_after,
 )
+from service.stores.exec_client import CircuitBreaker, ExecClient
 
 __all__ = ["QuestDBStore", "parse_questdb_url", "sql_symbol"]
 
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,126}$")
 _INT_NULL = -(2**31)
 _LONG_NULL = -(2**63)
 _TS_COLS = ("ts_event", "ts_recv")
 _INT_COLS = {"instrument_id", "size", "flags", "ts_in_delta"}
 _LONG_COLS = {"order_id", "price_raw", "sequence"}
+_SAMPLE_UNITS = {step: name for name, step in RESOLUTIONS.items()}
+"""Bar width in ns -> SAMPLE BY unit (the chart API's resolutions are QuestDB's own spellings)."""
 
 
 def _address(url: str) -> ServerAddress:
@@ -90,13 +92,6 @@ def _sql_actions(actions: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{a}'" for a in actions) + ")"
 
 
-def _close_all(conns: set[http.client.HTTPConnection], lock: threading.Lock) -> None:
-    with lock:
-        for conn in conns:
-            conn.close()
-        conns.clear()
-
-
 class QuestDBStore(Store):
     """MBO rows from a QuestDB table over HTTP ``/exec``.
 
@@ -105,9 +100,13 @@ class QuestDBStore(Store):
     url : str
         ``QUESTDB_URL``, e.g. ``http://127.0.0.1:9000``.
     table : str
-        The table (default ``mbo_ticks``; DESIGN.md section 3 columns, ts_event designated).
-    timeout : float
-        Seconds to wait for QuestDB on one request.
+        The table (default ``mbo_ticks``; DESIGN.md section 3 columns and day_seq, ts_event designated).
+    connect_timeout, timeout : float
+        Seconds to connect, and to wait for the first (and each further) byte of an answer.
+    retry_after : float
+        Seconds the store answers "unavailable" at once after QuestDB failed, before it tries again.
+    max_calls : int
+        Calls that may wait on QuestDB at once (keep it below the server's threads).
     page_rows : int
         Rows per ``/exec`` page when streaming.
     """
@@ -119,101 +118,52 @@ class QuestDBStore(Store):
         url: str,
         table: str = "mbo_ticks",
         *,
-        timeout: float = 30.0,
+        connect_timeout: float = 2.0,
+        timeout: float = 5.0,
+        retry_after: float = 5.0,
+        max_calls: int = 6,
         page_rows: int = 20_000,
         cache_seconds: float = 5.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         address = _address(url)
         self.scheme, self.host, self.port = ("https" if address.tls else "http"), address.host, address.port
-        self._headers = {"Accept": "application/json"}
-        auth = address.auth_header()
-        if auth:
-            self._headers["Authorization"] = auth
-        if not _TABLE.fullmatch(table):
+        try:
+            self.table = check_identifier(table)
+        except ConfigError:
             msg = f"QuestDB table name {table!r} must be letters, digits and _ (not starting with a digit)"
-            raise ConfigError(msg)
-        self.table = table
-        self.timeout = timeout
+            raise ConfigError(msg) from None
+        self.client = ExecClient(
+            address, connect_timeout=connect_timeout, timeout=timeout, max_calls=max_calls,
+            breaker=breaker or CircuitBreaker(retry_after),
+        )  # fmt: skip
         self.page_rows = max(2, int(page_rows))
         self.cache_seconds = cache_seconds
-        self._local = threading.local()
         self._symbols: tuple[float, list[str]] | None = None
-        self._open: set[http.client.HTTPConnection] = set()  # every thread's connection, to close them all
-        self._open_lock = threading.Lock()
-        weakref.finalize(self, _close_all, self._open, self._open_lock)
 
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
 
     def info(self) -> StoreInfo:
-        return StoreInfo(self.kind, self.url, {"table": self.table})
-
-    # -- transport -----------------------------------------------------------------------------
-
-    def _conn(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-            conn = cls(self.host, self.port, timeout=self.timeout)
-            self._local.conn = conn
-            with self._open_lock:
-                self._open.add(conn)
-        return conn
-
-    def _drop_conn(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-            with self._open_lock:
-                self._open.discard(conn)
+        return StoreInfo(self.kind, f"{self.url} table {self.table}")
 
     def close(self) -> None:
-        """Close every thread's connection (a later call opens new ones)."""
-        _close_all(self._open, self._open_lock)
-        self._local = threading.local()
+        self.client.close()
 
     def exec(self, sql: str) -> dict:
-        """Run one statement through ``/exec``; the decoded JSON answer.
-
-        Raises
-        ------
-        StoreUnavailableError
-            QuestDB does not answer, answers non-JSON, or reports an error (the message quotes it).
-        """
-        path = "/exec?count=false&query=" + quote(sql, safe="")
-        for attempt in (0, 1):
-            conn = self._conn()
-            try:
-                conn.request("GET", path, headers=self._headers)
-                resp = conn.getresponse()
-                body = resp.read()
-                status = resp.status
-                break
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop_conn()
-                if attempt:
-                    msg = f"QuestDB at {self.url} does not answer: {exc}"
-                    raise StoreUnavailableError(msg) from None
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            msg = f"QuestDB at {self.url} answered HTTP {status} with a body that is not JSON: {body[:200]!r}"
-            raise StoreUnavailableError(msg) from None
-        if status != 200 or "error" in doc:
-            msg = f"QuestDB at {self.url} failed on table {self.table}: {doc.get('error', f'HTTP {status}')}"
-            raise StoreUnavailableError(msg)
-        return doc
+        """Run one statement through ``/exec``; the decoded JSON answer (see :class:`ExecClient`)."""
+        return self.client.exec(sql)
 
     # -- metadata answers ----------------------------------------------------------------------
 
     def ping(self) -> dict[str, object]:
         doc = self.exec(f"SELECT count() FROM {self.table}")
-        return {"table": self.table, "rows": int(doc["dataset"][0][0])}
+        return {"rows": int(doc["dataset"][0][0])}
 
     def symbols(self) -> list[str]:
-        now = time.monotonic()
+        clock = self.client.breaker.clock
+        now = clock()
         if self._symbols is not None and now - self._symbols[0] < self.cache_seconds:
             return self._symbols[1]
         doc = self.exec(f"SELECT DISTINCT symbol FROM {self.table}")
@@ -243,18 +193,59 @@ class QuestDBStore(Store):
             parts.append(f"action IN {_sql_actions(query.actions)}")
         return " AND ".join(parts)
 
-    def count(self, query: RangeQuery, cap: int | None = None) -> int:
-        doc = self.exec(
-            f"SELECT count() FROM {self.table} WHERE {self._where(query, query.first_ts, query.end)}"
-        )
+    def _count(self, where: str) -> int:
+        doc = self.exec(f"SELECT count() FROM {self.table} WHERE {where}")
         return int(doc["dataset"][0][0]) if doc["dataset"] else 0
+
+    def count(self, query: RangeQuery, cap: int | None = None) -> int:
+        return self._count(self._where(query, query.first_ts, query.end))
+
+    def seek(self, query: RangeQuery, offset: int) -> tuple[RangeQuery, int]:
+        """Row ``offset`` of ``query``, found by the server: ``LIMIT offset, offset + 1`` on the
+        designated order gives its ts_event (rows are in ts_event order whatever the tie order),
+        a ``count()`` the rows before that ts_event."""
+        if offset <= 0:
+            return query, max(offset, 0)
+        where = self._where(query, query.first_ts, query.end)
+        doc = self.exec(
+            f"SELECT cast(ts_event AS LONG) FROM {self.table} WHERE {where} LIMIT {int(offset)}, {int(offset) + 1}"
+        )
+        if not doc["dataset"]:
+            return query, offset  # past the end: nothing to skip to
+        ts = int(doc["dataset"][0][0])
+        before = self._count(self._where(query, query.first_ts, ts - 1)) if ts > query.first_ts else 0
+        return RangeQuery(query.symbol, ts, query.end, actions=query.actions), offset - before
+
+    def bars(self, query: RangeQuery, step: int) -> Bars | None:
+        """OHLCV bars of the trades of ``query``, computed by QuestDB with ``SAMPLE BY``.
+
+        Open and close are the first and last trade in key order (the subquery sorts the trades
+        by ``ts_event, ts_recv, sequence, day_seq``), volume the sum of the unsigned sizes, so the
+        bars equal the lake's bars from the trade stream.
+        """
+        unit = _SAMPLE_UNITS.get(step)
+        if unit is None or query.actions is None:
+            return None
+        where = self._where(query, query.first_ts, query.end) + f" AND price_raw != {UNDEF_PRICE}"
+        sql = (
+            "SELECT cast(ts_event AS LONG), first(price_raw), max(price_raw), min(price_raw), last(price_raw), "
+            "sum(CASE WHEN size < 0 THEN size + 4294967296 ELSE size END), count() "
+            f"FROM (SELECT ts_event, price_raw, size FROM {self.table} WHERE {where} "
+            "ORDER BY ts_event, ts_recv, sequence, day_seq) timestamp(ts_event) "
+            f"SAMPLE BY {unit} ALIGN TO CALENDAR"
+        )
+        rows = self.exec(sql).get("dataset") or []
+        cols = [np.asarray([r[i] for r in rows], dtype=np.int64) for i in range(7)]
+        return Bars(*cols)
 
     # -- rows ----------------------------------------------------------------------------------
 
     def _select(self, cols: list[str]) -> str:
-        return ", ".join(f"cast({c} AS LONG) AS {c}_ns" if c in _TS_COLS else c for c in cols)
+        items = [f"cast({c} AS LONG) AS {c}_ns" if c in _TS_COLS else c for c in cols]
+        return ", ".join([*items, "day_seq"])
 
     def _page(self, cols: list[str], schema: pa.Schema, where: str, limit: int | None) -> pa.Table:
+        """Rows of ``where`` (at most ``limit``) in designated order, then sorted by key and day_seq."""
         sql = f"SELECT {self._select(cols)} FROM {self.table} WHERE {where}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -273,33 +264,42 @@ class QuestDBStore(Store):
     def _pages(self, query: RangeQuery, cols: list[str], schema: pa.Schema) -> Iterator[pa.Table]:
         lo, hi, n = query.first_ts, query.end, self.page_rows
         while lo <= hi:
-            page = self._page(cols, schema, self._where(query, lo, hi), n)
+            page, _ = self._sorted(self._page(cols, schema, self._where(query, lo, hi), n))
             if page.num_rows == 0:
                 return
-            ts = page.column("ts_event").cast(pa.int64()).to_numpy()
-            if len(ts) > 1 and bool(np.any(ts[1:] < ts[:-1])):
-                msg = f"QuestDB table {self.table} returned rows out of ts_event order (is ts_event its designated timestamp?)"
-                raise StoreUnavailableError(msg)
+            ts = ints(page.column("ts_event"))
             if page.num_rows < n:
-                yield page.take(key_order(page))
+                yield page
                 return
             last = int(ts[-1])
             cut = int(np.searchsorted(ts, last, side="left"))
             if cut == 0:  # the whole page is one timestamp: take all of its rows at once
-                same = self._page(cols, schema, self._where(query, 0, eq=last), None)
-                yield same.take(key_order(same))
+                yield self._sorted(self._page(cols, schema, self._where(query, 0, eq=last), None))[0]
                 lo = last + 1
             else:
-                head = page.slice(0, cut)
-                yield head.take(key_order(head))
+                yield page.slice(0, cut)
                 lo = last
 
+    def _sorted(self, page: tuple[pa.Table, np.ndarray]) -> tuple[pa.Table, np.ndarray]:
+        t, day_seq = page
+        if t.num_rows < 2:
+            return t, day_seq
+        ts = ints(t.column("ts_event"))
+        if bool(np.any(ts[1:] < ts[:-1])):
+            msg = f"QuestDB table {self.table} returned rows out of ts_event order (is ts_event its designated timestamp?)"
+            raise StoreUnavailableError(msg)
+        keys = [ints(t.column(c)) for c in KEY_COLUMNS]
+        order = np.lexsort((day_seq, keys[2], keys[1], keys[0]))
+        if bool(np.all(order[1:] > order[:-1])):
+            return t, day_seq
+        return t.take(order), day_seq[order]
 
-def _to_table(rows: list[list], cols: list[str], schema: pa.Schema) -> pa.Table:
-    """``/exec`` dataset rows -> a table of ``schema`` (columns in ``cols`` order)."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in cols]
+
+def _to_table(rows: list[list], cols: list[str], schema: pa.Schema) -> tuple[pa.Table, np.ndarray]:
+    """``/exec`` dataset rows -> (a table of ``schema`` in ``cols`` order, the trailing day_seq)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in range(len(cols) + 1)]
     arrays = []
-    for name, values in zip(cols, columns, strict=True):
+    for name, values in zip(cols, columns, strict=False):
         typ = schema.field(name).type
         if name in _TS_COLS:
             arrays.append(pa.array(np.asarray(values, dtype=np.int64)).view(pa.int64()).cast(typ))
@@ -313,4 +313,5 @@ def _to_table(rows: list[list], cols: list[str], schema: pa.Schema) -> pa.Table:
             null = _LONG_NULL if name in _LONG_COLS else _INT_NULL if name in _INT_COLS else 0
             vals = values if None not in values else [null if v is None else v for v in values]
             arrays.append(pa.array(np.asarray(vals, dtype=np.int64)).cast(typ))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    day_seq = np.asarray([0 if v is None else v for v in columns[len(cols)]], dtype=np.int64)
+    return pa.Table.from_arrays(arrays, schema=schema), day_seq

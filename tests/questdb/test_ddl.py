@@ -1,27 +1,37 @@
-"""DDL generation, the sql/ files, and the refusal of a table whose schema differs."""
+"""DDL generation, the sql/ files, and (on the real server) creation, refusal and migration of tables."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from engine.dbn.columns import COLUMNS
 from engine.errors import ConfigError, SinkError
-from engine.questdb.conf import parse_questdb_url
 from engine.questdb.ddl import (
     DEDUP_KEYS,
+    LEGACY_DEDUP_KEYS,
     LOG_COLUMNS,
     MBO_COLUMNS,
     ensure_tables,
     log_table_ddl,
     mbo_table_ddl,
+    migration_hint,
     schema_problems,
 )
-from engine.questdb.http import Backoff, QuestDBHttp
-from tests.support.questdb_fake import FakeQuestDB, FakeTable
+from engine.questdb.ingest import ingest_questdb
+from tests.support.qdb import (
+    assert_no_duplicate_keys,
+    assert_same_rows,
+    count,
+    expected_rows,
+    options,
+    read_rows,
+    server,
+    wait_count,
+)
 from tests.support.samples import ROOT
 
 SQL = ROOT / "sql"
@@ -93,35 +103,88 @@ def test_schema_problems_lists_every_difference() -> None:
     )
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeQuestDB]:
-    f = FakeQuestDB()
-    yield f
-    f.close()
+def _columns(http, table: str) -> list[dict]:
+    return http.exec(f"SELECT * FROM table_columns('{table}')").records()
 
 
-def _http(fake: FakeQuestDB) -> QuestDBHttp:
-    return QuestDBHttp(parse_questdb_url(fake.url), backoff=Backoff(timeout=1.0))
-
-
-def test_ensure_tables_creates_then_accepts(fake: FakeQuestDB) -> None:
-    state = ensure_tables(_http(fake), "mbo_x", "hour", "log_x")
+@pytest.mark.questdb
+def test_ensure_tables_creates_then_accepts(questdb_url: str, questdb_tables: Callable[[str], str]) -> None:
+    t, log = questdb_tables("t_ddl"), questdb_tables("t_ddllog")
+    http = server(questdb_url)
+    state = ensure_tables(http, t, "hour", log)
     assert state.created and state.partition == "HOUR"
-    t = fake.tables["mbo_x"]
-    assert t.columns == list(MBO_COLUMNS) and t.keys == list(DEDUP_KEYS) and t.designated == "ts_event"
-    assert fake.tables["log_x"].columns == list(LOG_COLUMNS)
-    again = ensure_tables(_http(fake), "mbo_x", "day", "log_x")  # exists: kept as it is
+    cols = _columns(http, t)
+    assert [(c["column"], c["type"]) for c in cols] == list(MBO_COLUMNS)
+    assert sorted(c["column"] for c in cols if c["upsertKey"]) == sorted(DEDUP_KEYS)
+    assert [c["column"] for c in cols if c["designated"]] == ["ts_event"]
+    assert [(c["column"], c["type"]) for c in _columns(http, log)] == list(LOG_COLUMNS)
+    again = ensure_tables(http, t, "day", log)  # exists: kept as it is
     assert not again.created and again.partition == "HOUR"
-    assert sum(s.startswith("CREATE TABLE") for s in fake.exec_log) == 2
 
 
-def test_mismatching_table_is_refused_with_a_clear_message(fake: FakeQuestDB) -> None:
-    wrong = [(c, "INT" if c == "sequence" else t) for c, t in MBO_COLUMNS if c != "day_seq"]
-    fake.tables["mbo_ticks"] = FakeTable("mbo_ticks", wrong, "ts_event", "DAY", ["ts_event"])
+@pytest.mark.questdb
+def test_mismatching_table_is_refused_with_a_clear_message(
+    questdb_url: str, questdb_tables: Callable[[str], str]
+) -> None:
+    t, log = questdb_tables("t_ddl"), questdb_tables("t_ddllog")
+    http = server(questdb_url)
+    wrong = ", ".join(f"{c} {'INT' if c == 'sequence' else typ}" for c, typ in MBO_COLUMNS if c != "day_seq")
+    http.exec(f"CREATE TABLE {t} ({wrong}) TIMESTAMP(ts_event) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts_event)")
     with pytest.raises(SinkError) as info:
-        ensure_tables(_http(fake), "mbo_ticks", "day", "ingest_log")
+        ensure_tables(http, t, "day", log)
     msg = str(info.value)
-    assert "'mbo_ticks' exists with a different schema" in msg
+    assert f"{t!r} exists with a different schema" in msg
     assert "column sequence is INT, expected LONG" in msg and "column day_seq is missing" in msg
-    assert "dedup upsert keys" in msg and "sql/mbo_ticks.sql" in msg
-    assert not any(s.startswith("CREATE TABLE IF NOT EXISTS mbo_ticks") for s in fake.exec_log)
+    assert "dedup upsert keys are (ts_event)" in msg and "sql/mbo_ticks.sql" in msg
+    assert [c["column"] for c in _columns(http, t)][-1] == "sequence"  # untouched
+
+
+def _legacy_ddl(table: str) -> str:
+    return mbo_table_ddl(table).replace(", ".join(DEDUP_KEYS), ", ".join(LEGACY_DEDUP_KEYS))
+
+
+@pytest.mark.questdb
+def test_table_with_symbol_keys_is_refused_then_migrated_exactly(
+    questdb_url: str, questdb_tables: Callable[[str], str], make_day
+) -> None:
+    """A table an earlier version loaded (keys by symbol, day_seq per symbol) is refused with the
+    statements that migrate it; run as printed, a reload of the same file then leaves one copy."""
+    t, log = questdb_tables("t_old"), questdb_tables("t_oldlog")
+    http = server(questdb_url)
+    path = make_day(records=20_000)
+    http.exec(_legacy_ddl(t))
+    old = expected_rows(path)
+    old["day_seq"] = old.groupby([old["symbol"], old["ts_recv"] // 86_400_000_000_000]).cumcount()
+    _load_frame(questdb_url, t, old)
+    assert wait_count(http, t, len(old)) == len(old)
+    with pytest.raises(SinkError) as info:
+        ingest_questdb([path], options=options(questdb_url, (t, log), "ilp-http"))
+    msg = str(info.value)
+    assert msg == f"QuestDB table {t!r} cannot be loaded as it is. " + migration_hint(t)
+    check, alter = (line.strip() for line in msg.splitlines() if line.strip().startswith(("SELECT", "ALTER")))
+    assert int(http.exec(check.rstrip(";")).dataset[0][0]) == 0
+    http.exec(alter.rstrip(";"))
+    again = ingest_questdb([path], options=options(questdb_url, (t, log), "ilp-http"))
+    assert again.ok, again.failed
+    assert count(http, t) == len(old)
+    assert_no_duplicate_keys(http, t)
+    assert_same_rows(read_rows(http, t), expected_rows(path))
+
+
+def _load_frame(url: str, table: str, frame) -> None:
+    """Rows of an expected_rows() frame into ``table`` over ILP/HTTP (the client's own dataframe path)."""
+    import pandas as pd
+    import questdb
+
+    from engine.questdb.conf import parse_questdb_url
+    from engine.questdb.protocols import quiet_reconnect_warning
+
+    df = frame.copy()
+    for c in ("ts_event", "ts_recv"):
+        df[c] = pd.to_datetime(df[c], utc=True)
+    for c in ("symbol", "action", "side"):
+        df[c] = df[c].astype("category")
+    df["publisher_id"] = df["publisher_id"].astype("int16")
+    df["channel_id"] = df["channel_id"].astype("int16")
+    with quiet_reconnect_warning(), questdb.Sender.from_conf(parse_questdb_url(url).ilp_http_conf()) as sender:
+        sender.dataframe(df, table_name=table, symbols=["symbol", "action", "side"], at="ts_event")

@@ -15,134 +15,60 @@ the fact that changed rather than a symptom further down.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import questdb
 
 from engine.errors import SinkError
-from engine.questdb.conf import QuestDBOptions, parse_questdb_url
+from engine.questdb.conf import parse_questdb_url
 from engine.questdb.ddl import DEDUP_KEYS, LOG_COLUMNS, MBO_COLUMNS, mbo_table_ddl
-from engine.questdb.http import Backoff, QuestDBHttp
+from engine.questdb.http import QuestDBHttp
 from engine.questdb.ingest import ingest_questdb
-from engine.questdb.protocols import _QWP_PARAMS, quiet_reconnect_warning
-from tests.support.questdb_fake import CANONICAL, assert_same_rows, expected_rows
+from engine.questdb.protocols import quiet_reconnect_warning
+from tests.support.qdb import (
+    SELECT_ALL,
+    assert_no_duplicate_keys,
+    assert_same_rows,
+    count,
+    expected_rows,
+    export_parquet,
+    options,
+    qwp_problem,
+    read_rows,
+    require_protocol,
+    wait_count,
+    wait_wal,
+)
+from tests.support.qdb import server as make_server
 from tests.support.samples import MBO_SAMPLES, ROOT, sample_path
 
 pytestmark = pytest.mark.questdb
 
 PROTOCOLS = ["qwp", "ilp-http", "ilp-tcp"]
-_INT_NULL, _LONG_NULL = -(2**31), -(2**63)
-_TYPES = dict(MBO_COLUMNS)
+
 
 @pytest.fixture(scope="module")
 def server(questdb_url: str) -> QuestDBHttp:
-    return QuestDBHttp(parse_questdb_url(questdb_url), backoff=Backoff(timeout=30.0), timeout=300.0)
+    return make_server(questdb_url)
+
 
 @pytest.fixture
 def tables(questdb_tables: Callable[[str], str]) -> tuple[str, str]:
     """(MBO table, ingest-log table) of this test; both dropped afterwards."""
     return questdb_tables("t_mbo"), questdb_tables("t_log")
 
-def qwp_problem(url: str) -> str | None:
-    """Why QWP/WebSocket cannot be used at ``url`` (the client's own error), or None."""
-    try:
-        db = questdb.connect(parse_questdb_url(url).qwp_conf(**_QWP_PARAMS))
-    except (questdb.QuestDBError, OSError, ValueError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    db.close()
-    return None
-
-def require_protocol(url: str, protocol: str) -> None:
-    """Skip, with the reason, when the server does not offer ``protocol``."""
-    address = QuestDBOptions.from_env(url=url).address  # QDB_ILP_TCP_PORT as the sink reads it
-    if protocol == "qwp" and (why := qwp_problem(url)) is not None:
-        pytest.skip(f"QuestDB at {url} does not accept QWP/WebSocket (/write/v4): {why}")
-    if protocol == "ilp-tcp":
-        try:
-            socket.create_connection((address.host, address.tcp_port), timeout=3).close()
-        except OSError as exc:
-            pytest.skip(f"ILP/TCP port {address.host}:{address.tcp_port} does not accept connections: {exc}")
-
-def options(url: str, names: tuple[str, str], protocol: str, **kw: object) -> QuestDBOptions:
-    kw.setdefault("verify_timeout_s", 120)
-    return QuestDBOptions.from_env(url=url, protocol=protocol, table=names[0], log_table=names[1], **kw)
-
-_SELECT = ", ".join(f"cast({c} AS LONG) AS {c}" if c in ("ts_event", "ts_recv") else c for c in CANONICAL)
-
-def export_parquet(http: QuestDBHttp, sql: str) -> pa.Table:
-    """``/exp?query=sql&fmt=parquet`` as a table (fails the test with the server's answer otherwise)."""
-    url = f"{http.address.http_url}/exp?{urllib.parse.urlencode({'query': sql, 'fmt': 'parquet'})}"
-    req = urllib.request.Request(url)
-    if auth := http.address.auth_header():
-        req.add_header("Authorization", auth)
-    try:
-        with urllib.request.urlopen(req, timeout=600) as resp:
-            body = resp.read()
-    except urllib.error.HTTPError as exc:
-        pytest.fail(f"/exp?fmt=parquet refused {sql!r}: HTTP {exc.code} {exc.read()[:300]!r}")
-    assert body[:4] == body[-4:] == b"PAR1", f"/exp?fmt=parquet did not answer Parquet: {body[:300]!r}"
-    return pq.read_table(io.BytesIO(body))
-
-def read_rows(http: QuestDBHttp, table: str) -> pd.DataFrame:
-    """Every row of ``table`` (canonical columns + day_seq), timestamps as ns integers, NULLs as sentinels."""
-    t = export_parquet(http, f"SELECT {_SELECT} FROM {table}")
-    cols = {}
-    for name in CANONICAL:
-        col = t.column(name).combine_chunks()
-        qtype = _TYPES[name]
-        if qtype == "SYMBOL":
-            col = col.cast(pa.string())
-        elif qtype in ("INT", "LONG") and col.null_count:  # QuestDB reads its NULL sentinel back as NULL
-            col = col.fill_null(pa.scalar(_INT_NULL if qtype == "INT" else _LONG_NULL, col.type))
-        cols[name] = col
-    return pa.table(cols).to_pandas()
-
-def count(http: QuestDBHttp, table: str) -> int:
-    return int(http.exec(f"SELECT count() AS n FROM {table}").dataset[0][0])
-
-def wait_count(http: QuestDBHttp, table: str, want: int, timeout: float = 60.0) -> int:
-    """``count()`` once it equals ``want`` (WAL tables apply asynchronously), or what it is at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        n = count(http, table)
-        if n == want or time.monotonic() > deadline:
-            return n
-        time.sleep(0.2)
-
-def assert_no_duplicate_keys(http: QuestDBHttp, table: str) -> None:
-    keys = ", ".join(DEDUP_KEYS)
-    res = http.exec(f"SELECT count() AS n FROM (SELECT {keys}, count() AS c FROM {table}) WHERE c > 1")
-    assert int(res.dataset[0][0]) == 0
-
-def wait_wal(http: QuestDBHttp, table: str, timeout: float = 60.0) -> dict:
-    """The table's ``wal_tables()`` row once ``writerTxn`` has caught up with ``sequencerTxn``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = http.exec(f"SELECT * FROM wal_tables() WHERE name = '{table}'").records()
-        assert len(rows) == 1, rows
-        r = rows[0]
-        assert r["suspended"] is False, r
-        if r["writerTxn"] >= r["sequencerTxn"] or time.monotonic() > deadline:
-            return r
-        time.sleep(0.1)
 
 # -- what the engine relies on -------------------------------------------------------------------------
 def test_documented_server_facts(questdb_url: str, server: QuestDBHttp, tables: tuple[str, str]) -> None:
@@ -203,7 +129,7 @@ def test_documented_server_facts(questdb_url: str, server: QuestDBHttp, tables: 
     assert res.dataset[0][1:] == [ts, "NVDA", 2**62 + 7, 4_294_967_295]
     assert res.dataset[1][1:4] == [ts + 1, "NVDA", None]
     # /exp?fmt=parquet with the export's parameters
-    got = export_parquet(server, f"SELECT {_SELECT} FROM {t}")
+    got = export_parquet(server, f"SELECT {SELECT_ALL} FROM {t}")
     assert got.num_rows == 2 and got.column("ts_recv").to_pylist() == [ts + 17, ts + 18]
     assert got.column("symbol").cast(pa.string()).to_pylist() == ["NVDA", "NVDA"]
 
@@ -354,7 +280,8 @@ def test_kill_mid_ingest_then_rerun_is_exact(
         proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
     want = expected_rows(path)
-    partial = wait_count(server, tables[0], len(want), timeout=3)
+    wait_wal(server, tables[0])  # what the killed load committed, applied (ILP/TCP may still add rows)
+    partial = count(server, tables[0])
     if protocol == "ilp-tcp":  # no acks: the server may still apply every row the socket had taken
         assert 0 < partial <= len(want)
     else:
@@ -373,6 +300,39 @@ def test_kill_mid_ingest_then_rerun_is_exact(
     assert_same_rows(read_rows(server, tables[0]), want)
     again = ingest_questdb([path], options=opts)
     assert again.ok and again.skipped == 1
+
+def _renamed(path, tmp_path, old: bytes, new: bytes):
+    """The same records under other symbology: ``old`` renamed ``new`` in the metadata header."""
+    import zstandard
+
+    with open(path, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f).read()
+    header_len = 8 + int.from_bytes(raw[4:8], "little")
+    head = raw[:header_len]
+    assert len(old) == len(new) and head.count(old + b"\0") >= 1
+    out = tmp_path / path.name.replace(".dbn.zst", "-renamed.dbn")
+    out.write_bytes(head.replace(old + b"\0", new + b"\0") + raw[header_len:])
+    return out
+
+
+def test_reload_with_changed_symbology_keeps_one_copy(
+    questdb_url: str, server: QuestDBHttp, tables: tuple[str, str], make_day, tmp_path
+) -> None:
+    """Issue 15.9: a file downloaded again with changed mappings (NVDA now called NVDX) replaces its
+    rows (keys by instrument_id), it does not add a second copy under the new name."""
+    path = make_day(records=20_000)
+    renamed = _renamed(path, tmp_path, b"NVDA", b"NVDX")
+    opts = options(questdb_url, tables, "ilp-http")
+    first = ingest_questdb([path], options=opts)
+    assert first.ok, first.failed
+    second = ingest_questdb([renamed], options=opts)
+    assert second.ok and second.skipped == 0, second.failed
+    want = expected_rows(renamed)
+    assert set(want["symbol"]) == {"NVDX", "AAPL", "MSFT", "TSLA"}
+    assert count(server, tables[0]) == len(want) == first.rows
+    assert_no_duplicate_keys(server, tables[0])
+    assert_same_rows(read_rows(server, tables[0]), want)
+
 
 def test_log_ts_is_microseconds_of_the_load(
     server: QuestDBHttp, questdb_url: str, tables: tuple[str, str], make_day

@@ -1,6 +1,6 @@
 """The chart page (``GET /``) in a real browser: Debian's Chromium driven by Playwright.
 
-The service runs on waitress in a thread over a generated lake (and once over a fake QuestDB);
+The service runs on waitress in a thread over a generated lake (and once over the real QuestDB);
 each browser test opens the page in a fresh context and reads ``window.datapairChart``, the
 page's state for tests. Waits are Playwright conditions with generous deadlines, never sleeps.
 Screenshots go to each test's ``tmp_path``.
@@ -31,7 +31,8 @@ from service.resources.page import STATIC_FILES
 from service.stores.lake import LakeStore
 from service.stores.questdb import QuestDBStore
 from tests.support.browser import CHROMIUM_ARGS, find_chromium
-from tests.support.service import FakeQuestDB, lake_table, make_lake, serve
+from tests.support.qdb import load_arrow
+from tests.support.service import lake_table, make_lake, serve
 
 NS = 1_000_000_000
 SYMBOLS = ("NVDA", "AAPL", "MSFT")
@@ -417,7 +418,7 @@ def test_store_down_says_so(tmp_path: Path, open_page: Callable[..., Page]) -> N
         page = open_page(url + "/", wait=False)
         page.until("() => window.datapairChart && window.datapairChart.error !== null")
         st = page.state()
-        assert st["error"].startswith("Store unavailable (503)") and "does not exist" in st["error"]
+        assert st["error"].startswith("Store unavailable (503)") and "lake store is unavailable" in st["error"]
         banner = page.page.locator("#error")
         assert banner.is_visible() and "Store unavailable (503)" in banner.inner_text()
         page.page.screenshot(path=str(tmp_path / "chart-store-down.png"))
@@ -427,15 +428,14 @@ def test_store_down_says_so(tmp_path: Path, open_page: Callable[..., Page]) -> N
 
 
 @pytest.mark.browser
-def test_chart_over_questdb(lake: Path, open_page: Callable[..., Page]) -> None:
-    fake = FakeQuestDB(lake_table(lake))
-    try:
-        with serve(create_app(QuestDBStore(fake.start(), page_rows=20_000))) as url:
-            page = open_page(url + "/")
-            st = page.state()
-            api = get_json(url, "/api/mbo/bars?symbol=NVDA&resolution=auto")
-            assert st["candles"] == api["count"] > 100 and st["error"] is None
-            page.close()
-        assert page.errors == []
-    finally:
-        fake.stop()
+@pytest.mark.questdb
+def test_chart_over_questdb(lake: Path, open_page: Callable[..., Page], questdb_url: str, questdb_tables) -> None:
+    names = questdb_tables("t_chart"), questdb_tables("t_chart_log")
+    load_arrow(questdb_url, names, lake_table(lake))  # the real server, holding the lake's rows
+    with serve(create_app(QuestDBStore(questdb_url, names[0]))) as url:
+        page = open_page(url + "/")
+        st = page.state()
+        api = get_json(url, "/api/mbo/bars?symbol=NVDA&resolution=auto")
+        assert st["candles"] == api["count"] > 100 and st["error"] is None
+        page.close()
+    assert page.errors == []

@@ -121,7 +121,7 @@ def test_queue_warnings_are_limited_to_one_a_second() -> None:
 # -- python -m service: flags checked before anything starts ------------------------------------------
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "service", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "service", "--store", "lake", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env={**os.environ, **(env or {})},
     )  # fmt: skip
 

@@ -1,13 +1,16 @@
 """Lake and QuestDB stores: the same rows as a plain NumPy reference over the source DBN files.
 
 The reference filters the engine's columns of the DBN files (no lake, no store involved) and
-sorts them by (ts_event, ts_recv, sequence), stable. The QuestDB store runs against
-:class:`service.testing.FakeQuestDB`, an ``/exec`` server over the same rows.
+sorts them by (ts_event, ts_recv, sequence), stable. The QuestDB store runs against the real
+server (marker ``questdb``): the same DBN files loaded by the QuestDB sink, and the ties lake
+loaded row for row; a plain :class:`~tests.support.faultproxy.FaultProxy` in front shows the SQL.
 """
 
 from __future__ import annotations
 
 import socket
+import urllib.parse
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -17,13 +20,17 @@ import pytest
 from engine.dbn.columns import MBO_SCHEMA, iter_column_blocks
 from engine.errors import ConfigError, QueryError, StoreUnavailableError
 from engine.lake.ingest import ingest_parquet
+from engine.questdb.conf import parse_questdb_url as parse_address
+from engine.questdb.ingest import ingest_questdb
 from service.resources.data import page_end
 from service.stores.base import KEY_COLUMNS, Cursor, RangeQuery, check_symbol, limit_batches
 from service.stores.lake import LakeStore
 from service.stores.questdb import QuestDBStore, parse_questdb_url, sql_symbol
 from service.timeparse import parse_datetime
+from tests.support.faultproxy import FaultProxy, status
+from tests.support.qdb import load_arrow, options
 from tests.support.samples import sample_path
-from tests.support.service import FakeQuestDB, lake_table, make_lake
+from tests.support.service import make_lake
 from tests.support.tables import plain
 
 NS = 1_000_000_000
@@ -77,20 +84,38 @@ def ties_lake(tmp_path_factory, two_days):
 
 
 @pytest.fixture(scope="module")
-def fake(two_days):
-    lake, _, _ = two_days
-    f = FakeQuestDB(lake_table(lake))
-    url = f.start()
-    yield f, url
-    f.stop()
+def qdb_url(questdb_url: str) -> Iterator[FaultProxy]:
+    """The server behind a forwarding proxy, whose request log shows the SQL the store sends."""
+    a = parse_address(questdb_url)
+    with FaultProxy((a.host, a.port)) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
-def ties_fake(ties_lake):
-    f = FakeQuestDB(ties_lake[1])
-    url = f.start()
-    yield f, url
-    f.stop()
+def qdb_table(questdb_url: str, questdb_module_tables, two_days) -> str:
+    """The two days' DBN files loaded by the QuestDB sink."""
+    names = questdb_module_tables("t_stores"), questdb_module_tables("t_stores_log")
+    _, files, src = two_days
+    loaded = ingest_questdb(files, options=options(questdb_url, names, "auto"))
+    assert loaded.ok and loaded.rows == src.num_rows, loaded.failed
+    return names[0]
+
+
+@pytest.fixture(scope="module")
+def ties_table(questdb_url: str, questdb_module_tables, ties_lake) -> str:
+    names = questdb_module_tables("t_ties"), questdb_module_tables("t_ties_log")
+    load_arrow(questdb_url, names, ties_lake[1])
+    return names[0]
+
+
+def sql_seen(proxy: FaultProxy, since: int = 0) -> list[str]:
+    """The SQL of the ``/exec`` requests the proxy saw (from request ``since`` on)."""
+    out = []
+    for r in proxy.requests[since:]:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(r.split(" ", 1)[1]).query).get("query")
+        if query:
+            out.append(query[0])
+    return out
 
 
 def windows(src: pa.Table, symbol: str) -> list[tuple[int, int]]:
@@ -221,18 +246,18 @@ def test_cursor_token_round_trip_and_rejects():
 # -- QuestDB ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.questdb
 @pytest.mark.parametrize("page_rows", [2, 1_000, 100_000])
-def test_questdb_store_equals_lake(two_days, fake, page_rows):
+def test_questdb_store_equals_lake(two_days, qdb_url, qdb_table, page_rows):
     lake, _, src = two_days
-    _f, url = fake
-    qdb, lk = QuestDBStore(url, page_rows=page_rows), LakeStore(lake)
+    qdb, lk = QuestDBStore(qdb_url.url, qdb_table, page_rows=page_rows), LakeStore(lake)
     assert qdb.symbols() == lk.symbols()
     for s in SYMBOLS:
         assert qdb.time_range(s) == lk.time_range(s)
     w = windows(src, "AAPL")
     for start, end in [w[2], w[5], w[6]] if page_rows == 2 else w:  # tiny pages: short windows only
         q = RangeQuery("AAPL", start, end)
-        assert plain(scanned(qdb, q)) == plain(scanned(lk, q))
+        assert plain(scanned(qdb, q)) == plain(scanned(lk, q)) == plain(reference(src, "AAPL", start, end))
         assert qdb.count(q) == lk.count(q)
     if page_rows == 2:
         return
@@ -242,51 +267,52 @@ def test_questdb_store_equals_lake(two_days, fake, page_rows):
     assert qdb.time_range("ZZZZ") is None
 
 
+@pytest.mark.questdb
 @pytest.mark.parametrize("limit", [3, 400])
-def test_questdb_pages_with_long_ties(ties_lake, ties_fake, limit):
+def test_questdb_pages_with_long_ties(ties_lake, qdb_url, ties_table, limit):
     d, t = ties_lake
-    _, url = ties_fake
-    qdb, lk = QuestDBStore(url, page_rows=5), LakeStore(d)
+    qdb, lk = QuestDBStore(qdb_url.url, ties_table, page_rows=5), LakeStore(d)
     start = busy_start(t, "MSFT")
     q = RangeQuery("MSFT", start, start + 5 * TIE)
+    before = len(qdb_url.requests)
     whole = scanned(qdb, q)
     assert plain(whole) == plain(scanned(lk, q)) == plain(reference(t, "MSFT", q.start, q.end))
     assert plain(pa.concat_tables(pages(qdb, q, limit))) == plain(whole)
     # pages of 5 rows inside runs of equal ts_event took the whole-run branch
-    assert any(" AND ts_event = " in sql for sql in ties_fake[0].queries)
+    assert any(" AND ts_event = " in sql for sql in sql_seen(qdb_url, before))
 
 
-def test_questdb_sql_never_carries_request_text(fake):
-    f, url = fake
-    store = QuestDBStore(url)
-    before = len(f.queries)
+@pytest.mark.questdb
+def test_questdb_sql_never_carries_request_text(qdb_url, qdb_table):
+    store = QuestDBStore(qdb_url.url, qdb_table)
+    before = len(qdb_url.requests)
     for bad in ("", "A" * 71, "NV\nDA", " NVDA", "NVDA ", "\x00"):
         with pytest.raises(QueryError):
             store.scan(RangeQuery(bad, 0, 1)).__next__()
         with pytest.raises(QueryError):
             store.count(RangeQuery(bad, 0, 1))
-    assert len(f.queries) == before
+    assert len(qdb_url.requests) == before
     assert sql_symbol("BRK.B") == "'BRK.B'"
     assert sql_symbol("BRN FMJ0024!") == "'BRN FMJ0024!'"
     assert sql_symbol("NVDA'; DROP TABLE mbo_ticks; --") == "'NVDA''; DROP TABLE mbo_ticks; --'"
     assert check_symbol("x'y") == "x'y"  # printable: looked up, quoted with '' (QuestDB's only escape)
 
 
-def test_questdb_errors_are_store_unavailable(fake, two_days):
-    f, url = fake
+@pytest.mark.questdb
+def test_questdb_errors_are_store_unavailable(questdb_url):
     with pytest.raises(StoreUnavailableError, match="does not exist"):
-        QuestDBStore(url, table="no_such_table").ping()
-    f.down = True
-    try:
-        with pytest.raises(StoreUnavailableError, match="not JSON"):
-            QuestDBStore(url).symbols()
-    finally:
-        f.down = False
+        QuestDBStore(questdb_url, table="no_such_table").ping()
+    a = parse_address(questdb_url)
+    with (
+        FaultProxy((a.host, a.port), default=status(500, "<html>internal error</html>")) as p,
+        pytest.raises(StoreUnavailableError, match="HTTP 500"),
+    ):
+        QuestDBStore(p.url).symbols()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(StoreUnavailableError, match="does not answer"):
-        QuestDBStore(f"http://127.0.0.1:{port}", timeout=2).ping()
+        QuestDBStore(f"http://127.0.0.1:{port}").ping()
 
 
 def test_questdb_config_checks():
