@@ -132,7 +132,7 @@ class BarsResource:
         if asked not in (None, "auto") and n_max > self.max_bars:
             msg = f"{res} bars over {start}..{end} could be {n_max} bars, more than {self.max_bars}; use a coarser `resolution` or `auto`"
             raise QueryError(msg)
-        query = RangeQuery(symbol, start, end, actions=("T",))
+        query = RangeQuery(symbol, start, end, actions=("T",), order="event")  # bars: ts_event order
         bars = self.store.bars(query, step)  # computed by the store (QuestDB: SAMPLE BY), or here
         if bars is None:
             bars = bars_from_trades(self.store.scan(query, columns=("ts_event", "price_raw", "size")), step)

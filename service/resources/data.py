@@ -1,8 +1,8 @@
-"""``/data``: the seed's record endpoint, streamed, pageable, in five formats.
+"""``/data``: the original server's record endpoint, streamed, pageable, in five formats.
 
 ``POST /data {"start_ts", "end_ts"}`` answers NVDA's records with ``start_ts <= ts_event <=
-end_ts`` as a JSON array in databento's JSON encoding, in ``(ts_event, ts_recv, sequence)``
-order, exactly as the seed did. Optional: ``symbol``, ``limit`` (page size) and ``cursor``
+end_ts`` as a JSON array in databento's JSON encoding, in feed order (the file's order, as the
+original server answered; see :mod:`service.stores.base`). Optional: ``symbol``, ``limit`` (page size) and ``cursor``
 (from the previous page's ``X-Next-Cursor`` header), ``format`` (json, ndjson, csv, arrow,
 parquet; or the Accept header) and ``tz`` (for date-time text in ``start_ts``/``end_ts``).
 ``GET /data?start_ts=...`` takes the same parameters from the query string.
@@ -61,9 +61,9 @@ def page_end(store: Store, query: RangeQuery, limit: int, batch_rows: int = 65_5
             if more:
                 break
             continue
-        ts, recv, seq = (ints(b.column(c))[:take] for c in KEY_COLUMNS)
-        key = (int(ts[-1]), int(recv[-1]), int(seq[-1]))
-        same = (ts == key[0]) & (recv == key[1]) & (seq == key[2])
+        k0, k1, k2 = (ints(b.column(c))[:take] for c in KEY_COLUMNS)
+        key = (int(k0[-1]), int(k1[-1]), int(k2[-1]))
+        same = (k0 == key[0]) & (k1 == key[1]) & (k2 == key[2])
         tail = take - int(np.flatnonzero(~same)[-1]) - 1 if not same.all() else take
         if tail == take and key == last:
             run += take
@@ -81,7 +81,7 @@ def page_end(store: Store, query: RangeQuery, limit: int, batch_rows: int = 65_5
         return PageEnd(rows, None)
     skip = run
     a = query.after
-    if a is not None and run_from_start and (a.ts_event, a.ts_recv, a.sequence) == last:
+    if a is not None and run_from_start and a.key == last:
         skip += a.skip
     return PageEnd(rows, Cursor(last[0], last[1], last[2], skip))
 
@@ -122,8 +122,8 @@ class DataResource:
         fmt = negotiate(p.get("format"), req.get_header("Accept"))
         symbol = known_symbol(self.store, p.get("symbol", self.default_symbol))
         query = RangeQuery(symbol, start, end, after=cursor)
-        if cursor is not None and not start <= cursor.ts_event <= end:
-            msg = f"`cursor` points at ts_event {cursor.ts_event}, outside start_ts..end_ts ({start}..{end}); send the same range as the page it came from"
+        if cursor is not None and cursor.ts_recv < start:  # ts_event <= ts_recv: no row of the range is before it
+            msg = f"`cursor` points at ts_recv {cursor.ts_recv}, before start_ts ({start}); send the same range as the page it came from"
             raise QueryError(msg)
         if limit is None:
             n = self.store.count(query, cap=self.max_rows)

@@ -2,10 +2,15 @@
 
 A store answers a handful of questions about the ``mbo_ticks`` rows of one symbol: which symbols
 exist, the time range of one, how many rows a range holds, and the rows themselves as a stream
-of Arrow record batches of :data:`engine.dbn.columns.MBO_SCHEMA` (or a subset of its columns), in
-one total order: ``(ts_event, ts_recv, sequence)``, rows equal on all three in storage order.
-Paging uses a :class:`Cursor` on that order, so a page boundary inside a run of equal
-timestamps is still exact. Resources never know which store they talk to.
+of Arrow record batches of :data:`engine.dbn.columns.MBO_SCHEMA` (or a subset of its columns).
+
+Rows come in **feed order**, the order the venue published them (an order book can only be
+replayed in it; ``ts_event`` is not monotonic in it): ``(ts_recv, instrument_id, publisher_id)``,
+and rows equal on those in the source file's order (QuestDB's ``day_seq``). For one symbol of one
+venue that is exactly the file's order. Paging uses a :class:`Cursor` on that order, so a page
+boundary inside a run of equal keys is still exact. Bars need ``ts_event`` order instead
+(``RangeQuery.order = "event"``: ``(ts_event, ts_recv, instrument_id, publisher_id)``, ties in
+feed order). Resources never know which store they talk to.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
     from service.bars import Bars
 
 __all__ = [
+    "EVENT_KEY_COLUMNS",
     "KEY_COLUMNS",
     "Cursor",
     "RangeQuery",
@@ -40,24 +46,31 @@ __all__ = [
     "sort_table",
 ]
 
-KEY_COLUMNS = ("ts_event", "ts_recv", "sequence")
-"""The total order of rows in every answer."""
+KEY_COLUMNS = ("ts_recv", "instrument_id", "publisher_id")
+"""Feed order, the order of rows in every answer (ties: the source file's order)."""
+EVENT_KEY_COLUMNS = ("ts_event", "ts_recv", "instrument_id", "publisher_id")
+"""The order of ``RangeQuery(order="event")`` scans (bars), ties in feed order."""
 
 @dataclass(frozen=True)
 class Cursor:
-    """A position in the ``(ts_event, ts_recv, sequence)`` order: after the row with this key.
+    """A position in feed order: after ``skip`` rows with this key (and every row before it).
 
-    ``skip`` counts how many rows with exactly this key were already returned (rows can agree on
-    all three). Sent to clients as an opaque URL-safe token.
+    The key is ``(ts_recv, instrument_id, publisher_id)``; rows that agree on it come in the
+    source file's order, so ``skip`` counts how many of them were already returned. Sent to
+    clients as an opaque URL-safe token.
     """
 
-    ts_event: int
     ts_recv: int
-    sequence: int
+    instrument_id: int
+    publisher_id: int
     skip: int = 1
 
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.ts_recv, self.instrument_id, self.publisher_id)
+
     def encode(self) -> str:
-        text = f"1:{self.ts_event}:{self.ts_recv}:{self.sequence}:{self.skip}"
+        text = f"2:{self.ts_recv}:{self.instrument_id}:{self.publisher_id}:{self.skip}"
         return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
     @classmethod
@@ -72,13 +85,13 @@ class Cursor:
             text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise bad from None
-        m = re.fullmatch(r"1:(\d{1,19}):(\d{1,19}):(\d{1,19}):(\d{1,19})", text)
+        m = re.fullmatch(r"2:(\d{1,19}):(-?\d{1,10}):(-?\d{1,5}):(\d{1,19})", text)
         if m is None:
             raise bad
-        ts_event, ts_recv, sequence, skip = (int(g) for g in m.groups())
-        if max(ts_event, ts_recv, sequence, skip) > 2**63 - 1 or skip < 1:
+        ts_recv, iid, pub, skip = (int(g) for g in m.groups())
+        if ts_recv > 2**63 - 1 or skip > 2**63 - 1 or skip < 1:
             raise bad
-        return cls(ts_event, ts_recv, sequence, skip)
+        return cls(ts_recv, iid, pub, skip)
 
 
 @dataclass(frozen=True)
@@ -93,11 +106,18 @@ class RangeQuery:
     end: int
     after: Cursor | None = None
     actions: tuple[str, ...] | None = None
+    order: str = "feed"
+    """``feed`` (:data:`KEY_COLUMNS`) or ``event`` (:data:`EVENT_KEY_COLUMNS`, for bars; no cursor)."""
 
     @property
     def first_ts(self) -> int:
-        """The smallest ts_event that can still be returned (``start`` or the cursor's)."""
-        return self.start if self.after is None else max(self.start, self.after.ts_event)
+        """The smallest ts_event that can be returned (the range's start: feed order does not bound it)."""
+        return self.start
+
+    @property
+    def first_recv(self) -> int | None:
+        """The smallest ts_recv that can still be returned (the cursor's), or None."""
+        return None if self.after is None else self.after.ts_recv
 
 
 @dataclass(frozen=True)
@@ -190,7 +210,7 @@ def output_schema(columns: Sequence[str] | None) -> pa.Schema:
 def read_columns(columns: Sequence[str] | None) -> list[str]:
     """The columns a store must read for ``columns``: them plus the key and filter columns."""
     out = list(MBO_SCHEMA.names) if columns is None else list(columns)
-    for c in (*KEY_COLUMNS, "symbol", "action"):
+    for c in (*EVENT_KEY_COLUMNS, "symbol", "action"):
         if c not in out:
             out.append(c)
     return [c for c in MBO_SCHEMA.names if c in out]
@@ -205,44 +225,46 @@ def ints(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
-def key_order(table: pa.Table | pa.RecordBatch) -> np.ndarray:
-    """Indices that sort ``table`` by (ts_event, ts_recv, sequence), stable."""
-    ts = ints(table.column("ts_event"))
-    if len(ts) < 2:
-        return np.arange(len(ts))
-    recv = ints(table.column("ts_recv"))
-    seq = ints(table.column("sequence"))
-    return np.lexsort((seq, recv, ts))
+def key_order(table: pa.Table | pa.RecordBatch, order: str = "feed") -> np.ndarray:
+    """Indices that sort ``table`` by the key of ``order`` (stable: ties keep the table's order)."""
+    cols = KEY_COLUMNS if order == "feed" else EVENT_KEY_COLUMNS
+    first = ints(table.column(cols[0]))
+    if len(first) < 2:
+        return np.arange(len(first))
+    rest = [ints(table.column(c)) for c in cols[1:]]
+    return np.lexsort((np.arange(len(first)), *reversed(rest), first))
 
 
-def sort_table(table: pa.Table) -> pa.Table:
-    """``table`` sorted by the key (stable); no copy when already sorted."""
-    order = key_order(table)
-    if len(order) < 2 or bool(np.all(order[1:] > order[:-1])):
-        return table
-    return table.take(order)
+def is_sorted(order: np.ndarray) -> bool:
+    return len(order) < 2 or bool(np.all(order[1:] > order[:-1]))
+
+
+def sort_table(table: pa.Table, order: str = "feed") -> pa.Table:
+    """``table`` sorted by the key of ``order`` (stable); no copy when already sorted."""
+    idx = key_order(table, order)
+    return table if is_sorted(idx) else table.take(idx)
 
 
 def skip_until_after(batches: Iterable[pa.RecordBatch], after: Cursor | None) -> Iterator[pa.RecordBatch]:
-    """Drop rows up to and including the cursor's position from a key-ordered stream."""
+    """Drop rows up to and including the cursor's position from a feed-ordered stream."""
     if after is None:
         yield from batches
         return
     it = iter(batches)
     to_skip = after.skip
-    key = (after.ts_event, after.ts_recv, after.sequence)
+    key = after.key
     for batch in it:
-        ts = ints(batch.column("ts_event"))
-        if len(ts) == 0:
-            continue
-        if ts[-1] < key[0]:
-            continue
         recv = ints(batch.column("ts_recv"))
-        seq = ints(batch.column("sequence"))
-        i = int(np.searchsorted(ts, key[0], side="left"))
-        n = len(ts)
+        if len(recv) == 0:
+            continue
+        if recv[-1] < key[0]:
+            continue
+        iid = ints(batch.column("instrument_id"))
+        pub = ints(batch.column("publisher_id"))
+        i = int(np.searchsorted(recv, key[0], side="left"))
+        n = len(recv)
         while i < n:
-            k = (int(ts[i]), int(recv[i]), int(seq[i]))
+            k = (int(recv[i]), int(iid[i]), int(pub[i]))
             if k < key:
                 i += 1
             elif k == key and to_skip > 0:

@@ -6,10 +6,13 @@ are chosen by their footer statistics of ``symbol`` and ``ts_event``, never by t
 a ``ts_event`` range that crosses days (or a day file's snapshot rows stamped days earlier) is
 found wherever it lies.
 
-Each chosen row group is a *run*: once read and filtered, its rows are sorted by the key. Runs
-are merged lazily in ``ts_event`` order of their statistics' minimum: rows below the smallest
-minimum of the runs not yet opened are final and go out, so at any time only the runs that
-overlap in time are in memory (one or two for a lake written in stripes), whatever the range.
+Each chosen row group is a *run*: once read and filtered, its rows are in feed order already (a
+stripe keeps each symbol's rows in the file's order). Runs are merged lazily by their
+statistics' minimum of ``ts_recv`` (feed order) or ``ts_event`` (``order="event"``, for bars):
+rows below the smallest minimum of the runs not yet opened are final and go out, so at any time
+only the runs that overlap in time are in memory (one or two for a lake written in stripes),
+whatever the range. Runs that start together keep file order, so rows equal on the key keep the
+file's order.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ import pyarrow.parquet as pq
 from engine.errors import StoreUnavailableError
 from engine.lake.layout import list_lake
 from service.stores.base import (
+    EVENT_KEY_COLUMNS,
+    KEY_COLUMNS,
     RangeQuery,
     Store,
     StoreInfo,
     SymbolRange,
     ints,
+    is_sorted,
     key_order,
     output_schema,
     read_columns,
@@ -57,6 +63,8 @@ class _RowGroup:
     sym_min: str
     sym_max: str
     has_ts_stats: bool = True
+    recv_min: int = 0
+    recv_max: int = _MAX
 
     def may_hold(self, symbol: str, lo: int, hi: int) -> bool:
         return self.sym_min <= symbol <= self.sym_max and self.ts_max >= lo and self.ts_min <= hi
@@ -92,20 +100,23 @@ def _index_file(path: Path, stamp: tuple[int, int], symbol: str | None) -> _File
     md = pq.read_metadata(path)
     names = md.schema.names
     ts_col = names.index("ts_event") if "ts_event" in names else None
+    recv_col = names.index("ts_recv") if "ts_recv" in names else None
     sym_col = names.index("symbol") if "symbol" in names else None
     groups = []
     for i in range(md.num_row_groups):
         rg = md.row_group(i)
         ts = _stat(rg.column(ts_col)) if ts_col is not None else None
+        recv = _stat(rg.column(recv_col)) if recv_col is not None else None
         sym = _stat(rg.column(sym_col)) if sym_col is not None else None
         ts_min, ts_max = (int(ts[0]), int(ts[1])) if ts else (0, _MAX)  # type: ignore[call-overload]
+        recv_min, recv_max = (int(recv[0]), int(recv[1])) if recv else (0, _MAX)  # type: ignore[call-overload]
         if sym:
             lo, hi = (v.decode() if isinstance(v, bytes) else str(v) for v in sym)
         elif symbol is not None:
             lo = hi = symbol
         else:
             lo, hi = _SYM_LO, _SYM_HI
-        groups.append(_RowGroup(i, rg.num_rows, ts_min, ts_max, lo, hi, ts is not None))
+        groups.append(_RowGroup(i, rg.num_rows, ts_min, ts_max, lo, hi, ts is not None, recv_min, recv_max))
     return _FileIndex(path, stamp, md, groups, symbol)
 
 
@@ -113,10 +124,12 @@ def _index_file(path: Path, stamp: tuple[int, int], symbol: str | None) -> _File
 class _Run:
     file: _FileIndex
     group: _RowGroup
+    order: str = "feed"
 
     @property
     def ts_min(self) -> int:
-        return self.group.ts_min
+        """The smallest value of the merge key's first column (ts_recv, or ts_event for bars)."""
+        return self.group.recv_min if self.order == "feed" else self.group.ts_min
 
 
 class _RowGroupCache:
@@ -176,6 +189,14 @@ def _action_mask(col: pa.ChunkedArray | pa.Array, actions: tuple[str, ...]) -> n
         codes = [i for i, v in enumerate(values) if v in actions]
         return np.isin(col.indices.to_numpy(zero_copy_only=False), codes)
     return np.isin(col.to_numpy(zero_copy_only=False), list(actions))
+
+
+def _merge_sorted(table: pa.Table, rank: np.ndarray, order: str) -> pa.Table:
+    """Rows of several runs in key order; rows equal on the key in file order (run rank, then row)."""
+    cols = KEY_COLUMNS if order == "feed" else EVENT_KEY_COLUMNS
+    keys = [ints(table.column(c)) for c in cols]
+    idx = np.lexsort((np.arange(table.num_rows), rank, *reversed(keys)))
+    return table if is_sorted(idx) else table.take(idx)
 
 
 class LakeStore(Store):
@@ -252,9 +273,14 @@ class LakeStore(Store):
         out += [f for day, f in own.items() if day not in self._day_files]
         return out
 
-    def _runs(self, symbol: str, lo: int, hi: int) -> list[_Run]:
-        runs = [_Run(f, g) for f in self._files_for(symbol) for g in f.groups if g.may_hold(symbol, lo, hi)]
-        runs.sort(key=lambda r: (r.ts_min, str(r.file.path), r.group.index))
+    def _runs(self, symbol: str, lo: int, hi: int, order: str = "feed", first_recv: int | None = None) -> list[_Run]:
+        runs = [
+            _Run(f, g, order)
+            for f in self._files_for(symbol)
+            for g in f.groups
+            if g.may_hold(symbol, lo, hi) and (first_recv is None or g.recv_max >= first_recv)
+        ]
+        runs.sort(key=lambda r: (r.ts_min, str(r.file.path), r.group.index))  # ties: file order
         return runs
 
     def ping(self) -> dict[str, object]:
@@ -389,8 +415,8 @@ class LakeStore(Store):
         if len(idx) == 0:
             return t.select(schema.names).slice(0, 0)
         sub = t.take(idx) if len(idx) < t.num_rows else t
-        order = key_order(sub)
-        if len(order) > 1 and not bool(np.all(order[1:] > order[:-1])):
+        order = key_order(sub, query.order)  # stable: feed order inside a run is already the key's
+        if not is_sorted(order):
             sub = sub.take(order)
         return sub.select(schema.names).cast(schema) if sub.schema != schema else sub.select(schema.names)
 
@@ -400,7 +426,7 @@ class LakeStore(Store):
         schema = output_schema(read_columns(columns))
         out_names = output_schema(columns).names
         lo, hi = query.first_ts, query.end
-        runs = self._runs(query.symbol, lo, hi)
+        runs = self._runs(query.symbol, lo, hi, query.order, query.first_recv)
         merged = self._merge(runs, query, lo, hi, list(schema.names), schema)
         for b in skip_until_after(rebatch(merged, batch_rows), query.after):
             yield b.select(out_names) if b.schema.names != out_names else b
@@ -408,27 +434,30 @@ class LakeStore(Store):
     def _merge(
         self, runs: list[_Run], query: RangeQuery, lo: int, hi: int, cols: list[str], schema: pa.Schema
     ) -> Iterator[pa.Table]:
-        opened: list[tuple[pa.Table, np.ndarray]] = []  # (rows not yet sent, their ts_event)
+        # rows equal on the key keep the files' order: each run's place in (file, row group) order
+        file_rank = {id(r): k for k, r in enumerate(sorted(runs, key=lambda r: (str(r.file.path), r.group.index)))}
+        first_col = "ts_recv" if query.order == "feed" else "ts_event"
+        opened: list[tuple[pa.Table, np.ndarray, int]] = []  # (rows not yet sent, their key's first column, rank)
         i = 0
         while i < len(runs) or opened:
             bound = runs[i].ts_min if i < len(runs) else _MAX + 1
-            ready = any(len(ts) and ts[0] < bound for _, ts in opened)
+            ready = any(len(ts) and ts[0] < bound for _, ts, _ in opened)
             if not ready and i < len(runs):
                 t = self._load(runs[i], query, lo, hi, cols, schema)
-                i += 1
                 if t.num_rows:
-                    opened.append((t, ints(t.column("ts_event"))))
+                    opened.append((t, ints(t.column(first_col)), file_rank[id(runs[i])]))
+                i += 1
                 continue
-            pieces, rest = [], []
-            for t, ts in opened:
+            pieces, ranks, rest = [], [], []
+            for t, ts, rank in opened:
                 cut = int(np.searchsorted(ts, bound, side="left"))
                 if cut:
                     pieces.append(t.slice(0, cut))
+                    ranks.append(np.full(cut, rank, dtype=np.int64))
                 if cut < len(ts):
-                    rest.append((t.slice(cut), ts[cut:]))
+                    rest.append((t.slice(cut), ts[cut:], rank))
             opened = rest
             if len(pieces) == 1:
                 yield pieces[0]
             elif pieces:
-                both = pa.concat_tables(pieces)
-                yield both.take(key_order(both))
+                yield _merge_sorted(pa.concat_tables(pieces), np.concatenate(ranks), query.order)

@@ -13,13 +13,13 @@ Timestamps are selected as ``cast(ts AS LONG)`` (nanoseconds for ``TIMESTAMP_NS`
 as exact JSON integers; QuestDB's NULL sentinels of INT and LONG columns (which a uint32/uint64
 value can hit) are mapped back to their integer values.
 
-Rows are read in pages of ``page_rows`` in designated-timestamp order (no SQL sort): a page's rows
-below its last ``ts_event`` are final; the next page starts at that ``ts_event``; a page that holds
-a single timestamp fetches that timestamp's rows whole. Each page is sorted locally by
-``(ts_event, ts_recv, sequence)`` and then ``day_seq`` (feed order), so answers equal the lake
-store's. A deep offset (:meth:`QuestDBStore.seek`) is found by the server (``LIMIT n, n + 1`` on
-the designated order and a ``count()``), never by reading the rows before it. Chart bars are
-computed by the server (``SAMPLE BY ... ALIGN TO CALENDAR`` over the trades in key order).
+Rows come in feed order, ``ORDER BY ts_recv, instrument_id, publisher_id, day_seq`` (``day_seq``:
+a record's place among its instrument's records of its UTC day, in the file's order), read in
+pages of ``page_rows`` by keyset: each page asks for the rows after the last one of the previous
+page, so answers equal the lake store's and no row is read twice. A deep offset
+(:meth:`QuestDBStore.seek`) is found by the server (``LIMIT n - 1, n`` and a ``count()``), never by
+reading the rows before it. Chart bars are computed by the server (``SAMPLE BY ... ALIGN TO
+CALENDAR`` over the trades by ts_event, ties in feed order).
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ import pyarrow as pa
 
 from engine.dbn.kernels import ACTIONS
 from engine.dbn.metadata import UNDEF_PRICE
-from engine.errors import ConfigError, StoreUnavailableError
+from engine.errors import ConfigError
 from engine.questdb.conf import ServerAddress, check_identifier
 from engine.questdb.conf import parse_questdb_url as parse_server_address
 from service.bars import RESOLUTIONS, Bars
 from service.stores.base import (
+    EVENT_KEY_COLUMNS,
     KEY_COLUMNS,
+    Cursor,
     RangeQuery,
     Store,
     StoreInfo,
@@ -46,7 +48,6 @@ from service.stores.base import (
     output_schema,
     read_columns,
     rebatch,
-    skip_until_after,
 )
 from service.stores.exec_client import CircuitBreaker, ExecClient
 
@@ -201,27 +202,29 @@ class QuestDBStore(Store):
         return self._count(self._where(query, query.first_ts, query.end))
 
     def seek(self, query: RangeQuery, offset: int) -> tuple[RangeQuery, int]:
-        """Row ``offset`` of ``query``, found by the server: ``LIMIT offset, offset + 1`` on the
-        designated order gives its ts_event (rows are in ts_event order whatever the tie order),
-        a ``count()`` the rows before that ts_event."""
-        if offset <= 0:
+        """Row ``offset`` of ``query`` (feed order), found by the server: ``LIMIT offset - 1, offset``
+        gives the key of the row before it, a ``count()`` its place among rows of the same key; the
+        answer is a cursor right after that row, so nothing before it is read."""
+        if offset <= 0 or query.order != "feed":
             return query, max(offset, 0)
         where = self._where(query, query.first_ts, query.end)
         doc = self.exec(
-            f"SELECT cast(ts_event AS LONG) FROM {self.table} WHERE {where} LIMIT {int(offset)}, {int(offset) + 1}"
+            f"SELECT cast(ts_recv AS LONG), instrument_id, publisher_id, day_seq FROM {self.table} "
+            f"WHERE {where} ORDER BY {_FEED_ORDER} LIMIT {int(offset) - 1}, {int(offset)}"
         )
         if not doc["dataset"]:
             return query, offset  # past the end: nothing to skip to
-        ts = int(doc["dataset"][0][0])
-        before = self._count(self._where(query, query.first_ts, ts - 1)) if ts > query.first_ts else 0
-        return RangeQuery(query.symbol, ts, query.end, actions=query.actions), offset - before
+        recv, iid, pub, dseq = (int(v) for v in doc["dataset"][0])
+        ties = self._count(f"{where} AND {_same_key(recv, iid, pub)} AND day_seq <= {dseq}")
+        after = Cursor(recv, iid, pub, ties)
+        return RangeQuery(query.symbol, query.start, query.end, after=after, actions=query.actions), 0
 
     def bars(self, query: RangeQuery, step: int) -> Bars | None:
         """OHLCV bars of the trades of ``query``, computed by QuestDB with ``SAMPLE BY``.
 
-        Open and close are the first and last trade in key order (the subquery sorts the trades
-        by ``ts_event, ts_recv, sequence, day_seq``), volume the sum of the unsigned sizes, so the
-        bars equal the lake's bars from the trade stream.
+        Open and close are the first and last trade by ts_event, ties in feed order (the subquery
+        sorts the trades by ``ts_event, ts_recv, instrument_id, publisher_id, day_seq``), volume the
+        sum of the unsigned sizes, so the bars equal the lake's bars from the trade stream.
         """
         unit = _SAMPLE_UNITS.get(step)
         if unit is None or query.actions is None:
@@ -231,7 +234,7 @@ class QuestDBStore(Store):
             "SELECT cast(ts_event AS LONG), first(price_raw), max(price_raw), min(price_raw), last(price_raw), "
             "sum(CASE WHEN size < 0 THEN size + 4294967296 ELSE size END), count() "
             f"FROM (SELECT ts_event, price_raw, size FROM {self.table} WHERE {where} "
-            "ORDER BY ts_event, ts_recv, sequence, day_seq) timestamp(ts_event) "
+            f"ORDER BY {_EVENT_ORDER}) timestamp(ts_event) "
             f"SAMPLE BY {unit} ALIGN TO CALENDAR"
         )
         rows = self.exec(sql).get("dataset") or []
@@ -244,8 +247,8 @@ class QuestDBStore(Store):
         items = [f"cast({c} AS LONG) AS {c}_ns" if c in _TS_COLS else c for c in cols]
         return ", ".join([*items, "day_seq"])
 
-    def _page(self, cols: list[str], schema: pa.Schema, where: str, limit: int | None) -> pa.Table:
-        """Rows of ``where`` (at most ``limit``) in designated order, then sorted by key and day_seq."""
+    def _page(self, cols: list[str], schema: pa.Schema, where: str, limit: int | None) -> tuple[pa.Table, np.ndarray]:
+        """Rows of ``where`` (which ends with its ORDER BY), at most ``limit``; and their day_seq."""
         sql = f"SELECT {self._select(cols)} FROM {self.table} WHERE {where}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -258,41 +261,58 @@ class QuestDBStore(Store):
         schema = output_schema(read_columns(columns))
         out_names = output_schema(columns).names
         cols = list(schema.names)
-        for b in skip_until_after(rebatch(self._pages(query, cols, schema), batch_rows), query.after):
+        for b in rebatch(self._pages(query, cols, schema), batch_rows):  # pages start after the cursor
             yield b.select(out_names) if b.schema.names != out_names else b
 
     def _pages(self, query: RangeQuery, cols: list[str], schema: pa.Schema) -> Iterator[pa.Table]:
-        lo, hi, n = query.first_ts, query.end, self.page_rows
-        while lo <= hi:
-            page, _ = self._sorted(self._page(cols, schema, self._where(query, lo, hi), n))
+        """Pages in the query's order, by keyset: each page starts right after the last row of
+        the one before (``ts_recv, instrument_id, publisher_id, day_seq``, or ``ts_event`` first
+        for bars), so no row is read twice and no offset is skipped by reading."""
+        base = self._where(query, query.first_ts, query.end)
+        n = self.page_rows
+        order_by = _FEED_ORDER if query.order == "feed" else _EVENT_ORDER
+        last = self._resume(query, base) if query.after is not None else None
+        while True:
+            where = base if last is None else f"{base} AND {_after(last, query.order)}"
+            page, day_seq = self._page(cols, schema, f"{where} ORDER BY {order_by}", n)
             if page.num_rows == 0:
                 return
-            ts = ints(page.column("ts_event"))
+            yield page
             if page.num_rows < n:
-                yield page
                 return
-            last = int(ts[-1])
-            cut = int(np.searchsorted(ts, last, side="left"))
-            if cut == 0:  # the whole page is one timestamp: take all of its rows at once
-                yield self._sorted(self._page(cols, schema, self._where(query, 0, eq=last), None))[0]
-                lo = last + 1
-            else:
-                yield page.slice(0, cut)
-                lo = last
+            last = (*(int(ints(page.column(c))[-1]) for c in _order_cols(query.order)), int(day_seq[-1]))
 
-    def _sorted(self, page: tuple[pa.Table, np.ndarray]) -> tuple[pa.Table, np.ndarray]:
-        t, day_seq = page
-        if t.num_rows < 2:
-            return t, day_seq
-        ts = ints(t.column("ts_event"))
-        if bool(np.any(ts[1:] < ts[:-1])):
-            msg = f"QuestDB table {self.table} returned rows out of ts_event order (is ts_event its designated timestamp?)"
-            raise StoreUnavailableError(msg)
-        keys = [ints(t.column(c)) for c in KEY_COLUMNS]
-        order = np.lexsort((day_seq, keys[2], keys[1], keys[0]))
-        if bool(np.all(order[1:] > order[:-1])):
-            return t, day_seq
-        return t.take(order), day_seq[order]
+    def _resume(self, query: RangeQuery, base: str) -> tuple[int, ...] | None:
+        """The keyset position of an API cursor: the ``skip``-th row of its key, with its day_seq."""
+        a = query.after
+        assert a is not None
+        doc = self.exec(
+            f"SELECT day_seq FROM {self.table} WHERE {base} AND {_same_key(*a.key)} "
+            f"ORDER BY day_seq LIMIT {a.skip - 1}, {a.skip}"
+        )
+        dseq = int(doc["dataset"][0][0]) if doc["dataset"] else 2**63 - 1  # fewer rows: after them all
+        return (*a.key, dseq)
+
+
+_FEED_ORDER = "ts_recv, instrument_id, publisher_id, day_seq"
+_EVENT_ORDER = "ts_event, ts_recv, instrument_id, publisher_id, day_seq"
+
+
+def _order_cols(order: str) -> tuple[str, ...]:
+    return KEY_COLUMNS if order == "feed" else EVENT_KEY_COLUMNS
+
+
+def _same_key(recv: int, iid: int, pub: int) -> str:
+    return f"ts_recv = {int(recv)} AND instrument_id = {int(iid)} AND publisher_id = {int(pub)}"
+
+
+def _after(last: tuple[int, ...], order: str) -> str:
+    """SQL for "after ``last`` in ``order``" (a lexicographic keyset comparison, from ints only)."""
+    names = [*_order_cols(order), "day_seq"]
+    clause = f"{names[-1]} > {int(last[-1])}"
+    for name, value in zip(reversed(names[:-1]), reversed(last[:-1]), strict=True):
+        clause = f"({name} > {int(value)} OR ({name} = {int(value)} AND {clause}))"
+    return clause
 
 
 def _to_table(rows: list[list], cols: list[str], schema: pa.Schema) -> tuple[pa.Table, np.ndarray]:

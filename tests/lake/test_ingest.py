@@ -33,7 +33,7 @@ from engine.lake.encode import ParquetOptions
 from engine.lake.ingest import ingest_parquet, is_complete
 from engine.lake.layout import list_lake, read_lake_info
 from engine.pipeline.sinks import FileSink, SinkResult
-from tests.support.dbn_bytes import day_records, write_dbn
+from tests.support.dbn_bytes import write_midnight_file
 from tests.support.hooks import BLOCK_ENCODER_ON_DAY, patched_env
 from tests.support.oracle import dbn_store
 from tests.support.samples import MBO_SAMPLES, ROOT, sample_path
@@ -173,15 +173,7 @@ def day_oracle(day: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def midnight_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two generated days in one file (so it spans UTC midnight); day 2 opens with a CME-like
-    snapshot: 300 records flagged F_SNAPSHOT whose ts_event lies 3 days before their ts_recv."""
-    d1 = day_records(6_000, "2025-10-22", 1, SYMBOLS)
-    d2 = day_records(6_000, "2025-10-23", 2, SYMBOLS)
-    snap = d2[:300]
-    snap["ts_event"] = snap["ts_event"] - np.uint64(3 * 86_400 * 10**9)
-    snap["flags"] |= np.uint8(32)
-    path = tmp_path_factory.mktemp("midnight") / "XNAS.ITCH-2025-10-22-23.dbn.zst"
-    return write_dbn(path, np.concatenate([d1, d2]), SYMBOLS, dt.date(2025, 10, 22), 2)
+    return write_midnight_file(tmp_path_factory.mktemp("midnight"), SYMBOLS)
 
 
 # -- the lake equals the source ----------------------------------------------------------------------

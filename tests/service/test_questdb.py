@@ -93,7 +93,7 @@ def ties(
     names = questdb_module_tables("t_sties"), questdb_module_tables("t_sties_log")
     # loaded in reverse: QuestDB keeps rows of equal ts_event in arrival order, so only the store's
     # own ordering (scans, and the ordered subquery under SAMPLE BY) can give the key order back
-    load_arrow(questdb_url, names, t.take(np.arange(t.num_rows)[::-1].copy()))
+    load_arrow(questdb_url, names, t, reverse=True)
     qdb = QuestDBStore(proxy.url, table=names[0], page_rows=500)
     yield LakeStore(d), qdb
     qdb.close()
@@ -210,7 +210,7 @@ def test_bars_come_from_sample_by_and_equal_the_lake(request, proxy: FaultProxy,
         mid = int(ts[len(ts) // 3])  # a trade, in a busy hour
         for res, step in RESOLUTIONS.items():
             start, end = (mid, mid + 900 * NS) if step < 60 * NS else (r.start, r.end)
-            q = RangeQuery(symbol, start, end, actions=("T",))
+            q = RangeQuery(symbol, start, end, actions=("T",), order="event")  # bars: ts_event order
             before = len(proxy.requests)
             got = qdb.bars(q, step)
             seen = sql_seen(proxy, before)

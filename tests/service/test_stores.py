@@ -1,7 +1,8 @@
 """Lake and QuestDB stores: the same rows as a plain NumPy reference over the source DBN files.
 
 The reference filters the engine's columns of the DBN files (no lake, no store involved) and
-sorts them by (ts_event, ts_recv, sequence), stable. The QuestDB store runs against the real
+sorts them by the feed key (ts_recv, instrument_id, publisher_id), stable: a symbol's rows in the
+files' order. The QuestDB store runs against the real
 server (marker ``questdb``): the same DBN files loaded by the QuestDB sink, and the ties lake
 loaded row for row; a plain :class:`~tests.support.faultproxy.FaultProxy` in front shows the SQL.
 """
@@ -27,6 +28,7 @@ from service.stores.base import KEY_COLUMNS, Cursor, RangeQuery, check_symbol, l
 from service.stores.lake import LakeStore
 from service.stores.questdb import QuestDBStore, parse_questdb_url, sql_symbol
 from service.timeparse import parse_datetime
+from tests.support.dbn_bytes import write_midnight_file
 from tests.support.faultproxy import FaultProxy, status
 from tests.support.qdb import load_arrow, options
 from tests.support.samples import sample_path
@@ -199,7 +201,38 @@ def test_snapshot_rows_found_by_ts_event_not_file_day(tmp_path):
     q = RangeQuery(symbol, day0, day0 + 86_400 * NS - 1)
     ref = reference(src, symbol, q.start, q.end)
     assert ref.num_rows > 0
-    assert plain(scanned(store, q)) == plain(ref)
+    got = scanned(store, q)
+    assert plain(got) == plain(ref)
+    # feed order: the file's own order, unsorted, even where ts_event goes back (the snapshot)
+    ev = src.column("ts_event").cast(pa.int64()).to_numpy()
+    in_file = src.filter(pa.array((ev >= q.start) & (ev <= q.end)))
+    assert plain(got) == plain(in_file)
+    whole = scanned(store, RangeQuery(symbol, 0, 2**63 - 1))
+    assert plain(whole) == plain(src)  # rows of one key (ts_recv) in the file's order
+
+
+@pytest.fixture(scope="module")
+def midnight(tmp_path_factory):
+    """A file over UTC midnight whose second day opens with a snapshot stamped 3 days earlier."""
+    d = tmp_path_factory.mktemp("midnight")
+    path = write_midnight_file(d, SYMBOLS, n=3_000)
+    assert ingest_parquet([path], d / "lake", quiet=True, jobs=1).ok
+    return d / "lake", path, source_table([path])
+
+
+def in_file_order(src: pa.Table, symbol: str) -> pa.Table:
+    return src.filter(pa.compute.equal(src.column("symbol").cast(pa.string()), symbol))
+
+
+@pytest.mark.parametrize("limit", [13, 100_000])
+def test_lake_pages_come_in_feed_order(midnight, limit):
+    """A symbol's rows come back in the file's order, page after page, though ts_event goes back."""
+    lake, _, src = midnight
+    store = LakeStore(lake)
+    for symbol in SYMBOLS:
+        got = pa.concat_tables(pages(store, RangeQuery(symbol, 0, 2**63 - 1), limit))
+        assert plain(got) == plain(in_file_order(src, symbol))
+        assert (np.diff(got.column("ts_event").cast(pa.int64()).to_numpy()) < 0).any()
 
 
 def busy_start(t: pa.Table, symbol: str) -> int:
@@ -236,9 +269,10 @@ def test_cursor_pages_join_to_the_whole_answer_with_long_ties(ties_lake, limit):
 
 
 def test_cursor_token_round_trip_and_rejects():
-    c = Cursor(1761130860010235508, 1761130860010245508, 4_000_000_000, 3)
+    c = Cursor(1761130860010235508, 17912, 2, 3)
     assert Cursor.decode(c.encode()) == c
-    for bad in ("", "x", "!!!!", Cursor(1, 2, 3, 1).encode()[:-3] + "AAA", "MTox", 5, None, "A" * 500):
+    old = "MToxNzYxMTMwODYwMDEwMjM1NTA4OjE3NjExMzA4NjAwMTAyNDU1MDg6NDAwMDAwMDAwMDoz"  # a cursor of the old key
+    for bad in ("", "x", "!!!!", Cursor(1, 2, 3, 1).encode()[:-3] + "AAA", "MTox", 5, None, "A" * 500, old):
         with pytest.raises(QueryError, match="cursor"):
             Cursor.decode(bad)
 
@@ -278,8 +312,21 @@ def test_questdb_pages_with_long_ties(ties_lake, qdb_url, ties_table, limit):
     whole = scanned(qdb, q)
     assert plain(whole) == plain(scanned(lk, q)) == plain(reference(t, "MSFT", q.start, q.end))
     assert plain(pa.concat_tables(pages(qdb, q, limit))) == plain(whole)
-    # pages of 5 rows inside runs of equal ts_event took the whole-run branch
-    assert any(" AND ts_event = " in sql for sql in sql_seen(qdb_url, before))
+    # pages of 5 rows, each found by keyset right after the last row of the one before (day_seq breaks
+    # the ties of one record's T, F and C, which share ts_recv)
+    assert any("day_seq > " in sql and "ORDER BY ts_recv, instrument_id, publisher_id, day_seq" in sql
+               for sql in sql_seen(qdb_url, before))  # fmt: skip
+
+
+@pytest.mark.questdb
+def test_questdb_pages_come_in_feed_order(midnight, questdb_url, questdb_module_tables):
+    _, path, src = midnight
+    names = questdb_module_tables("t_midnight"), questdb_module_tables("t_midnight_log")
+    assert ingest_questdb([path], options=options(questdb_url, names, "auto")).ok
+    store = QuestDBStore(questdb_url, names[0], page_rows=50)
+    for symbol in SYMBOLS:
+        got = pa.concat_tables(pages(store, RangeQuery(symbol, 0, 2**63 - 1), 37))
+        assert plain(got) == plain(in_file_order(src, symbol))
 
 
 @pytest.mark.questdb

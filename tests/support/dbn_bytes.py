@@ -80,3 +80,16 @@ def write_dbn(path: Path, records: np.ndarray, symbols: Sequence[str], first: dt
 def day_records(n: int, date: str, seed: int, symbols: Sequence[str] = ("NVDA", "AAPL", "MSFT", "TSLA", "AMD")) -> np.ndarray:
     """``n`` generated MBO records of one day, as one structured array."""
     return np.concatenate([b.copy() for b in generate_blocks(n, list(symbols), date, seed)])
+
+
+def write_midnight_file(directory: Path, symbols: Sequence[str], n: int = 6_000) -> Path:
+    """Two generated days in one file (so it spans UTC midnight); day 2 opens with a CME-like
+    snapshot: 300 records flagged F_SNAPSHOT whose ts_event lies 3 days before their ts_recv,
+    so a symbol's ts_event goes back in feed order."""
+    d1 = day_records(n, "2025-10-22", 1, symbols)
+    d2 = day_records(n, "2025-10-23", 2, symbols)
+    snap = d2[:300]
+    snap["ts_event"] = snap["ts_event"] - np.uint64(3 * 86_400 * 10**9)
+    snap["flags"] |= np.uint8(32)
+    path = Path(directory) / "XNAS.ITCH-2025-10-22-23.dbn.zst"
+    return write_dbn(path, np.concatenate([d1, d2]), symbols, dt.date(2025, 10, 22), 2)

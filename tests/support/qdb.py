@@ -206,11 +206,12 @@ def assert_no_duplicate_keys(http: QuestDBHttp, table: str) -> None:
     assert int(res.dataset[0][0]) == 0
 
 
-def load_arrow(url: str, names: tuple[str, str], table: pa.Table) -> None:
+def load_arrow(url: str, names: tuple[str, str], table: pa.Table, reverse: bool = False) -> None:
     """Rows of an :data:`~engine.dbn.columns.MBO_SCHEMA` table into the test's (MBO table, log table),
     ``day_seq`` numbered in the table's order (feed order), over ILP/HTTP; returns once all are visible.
 
     For tables no DBN file holds (e.g. a lake whose ts_event was cut to make long runs of ties).
+    With ``reverse``, day_seq follows the table's order but the rows are sent last first.
     """
     from engine.dbn.columns import ColumnBlock
     from engine.questdb.ddl import ensure_tables
@@ -234,7 +235,9 @@ def load_arrow(url: str, names: tuple[str, str], table: pa.Table) -> None:
             [code[v] for v in t.column(name).cast(pa.string()).to_pylist()], dtype=np.int8
         )
     block = ColumnBlock(arrays, sym.dictionary.to_pylist())
-    block.arrays["day_seq"] = DaySequencer().number(block)
+    block.arrays["day_seq"] = DaySequencer().number(block)  # the table's order is the feed order
+    if reverse:  # ... but the rows arrive backwards: only the store's ORDER BY can give it back
+        block = block.take(np.arange(len(block))[::-1].copy())
     opts = QuestDBOptions.from_env({}, url=url)
     sender = IlpSender(opts.address, opts, names[0], "http")
     try:
