@@ -10,14 +10,12 @@ Examples
 ``python -m engine.query --dir data/parquet --sql "SELECT action, count(*) AS n FROM df GROUP BY action"``
 """
 
-
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from engine.cli import ArgumentParser, run_cli
 from engine.dbn.symbology import check_symbol
@@ -53,7 +51,9 @@ def make_parser() -> argparse.ArgumentParser:
         '      --sql "SELECT action, count(*) AS n, sum(size) AS volume FROM df GROUP BY action ORDER BY n DESC"',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dir", required=True, type=Path, help="the lake directory")
+    p.add_argument(
+        "--dir", required=True, help="the lake: a directory, or an object-store URL (s3://bucket/prefix)"
+    )
     p.add_argument("--symbol", help="only this symbol (e.g. NVDA; quote names with spaces)")
     days = p.add_mutually_exclusive_group()
     days.add_argument("--date", type=date_arg, help="one day, YYYY-MM-DD (UTC date of ts_recv)")

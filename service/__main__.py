@@ -17,7 +17,15 @@ from service.serving import ServeLimits, create_server
 if TYPE_CHECKING:
     from service.stores.base import Store
 
-__all__ = ["QueueLogLimiter", "check_host", "default_threads", "main", "make_parser", "tune_memory", "warm_up"]
+__all__ = [
+    "QueueLogLimiter",
+    "check_host",
+    "default_threads",
+    "main",
+    "make_parser",
+    "tune_memory",
+    "warm_up",
+]
 
 
 MAX_THREADS = 256

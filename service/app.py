@@ -126,8 +126,13 @@ class AppParts:
 
 ROUTES: dict[str, Callable[[AppParts], object]] = {
     "/data": lambda p: DataResource(
-        p.store, p.settings.max_rows, p.settings.default_symbol, p.settings.batch_rows,
-        p.settings.max_body_bytes, p.settings.buffer_rows, p.slots,
+        p.store,
+        p.settings.max_rows,
+        p.settings.default_symbol,
+        p.settings.batch_rows,
+        p.settings.max_body_bytes,
+        p.settings.buffer_rows,
+        p.slots,
     ),
     "/time/to_timestamp": lambda p: ToTimestampResource(p.settings.max_body_bytes),
     "/time/to_datetime": lambda p: ToDatetimeResource(p.settings.max_body_bytes),
@@ -190,7 +195,9 @@ def _serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTT
     resp.text = json.dumps({"title": exc.title, "description": description})
 
 
-def create_app(store: Store, settings: Settings | None = None, slots: StreamSlots | None = None) -> falcon.App:
+def create_app(
+    store: Store, settings: Settings | None = None, slots: StreamSlots | None = None
+) -> falcon.App:
     """The WSGI app over ``store``.
 
     Parameters

@@ -67,7 +67,9 @@ class StreamSlots:
         never iterated, so the slot always comes back.
         """
         if not self._sem.acquire(blocking=False):
-            msg = f"all {self.n} slots for large answers are busy; retry in a few seconds, or page with `limit`"
+            msg = (
+                f"all {self.n} slots for large answers are busy; retry in a few seconds, or page with `limit`"
+            )
             raise TooBusyError(msg)
         with self._lock:
             self.in_use += 1

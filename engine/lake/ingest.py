@@ -9,20 +9,25 @@ extra sinks, e.g. QuestDB, fed from the same decoded blocks).
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from engine.cli import Interrupted
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
 from engine.errors import ConfigError, DatapairError
 from engine.inputs import find_inputs
 from engine.lake.encode import ParquetOptions, offload_spec
+from engine.lake.groups import day_groups
 from engine.lake.layout import LakeFile, LakeInfo, SourceEntry, list_lake, read_lake_info, remove_stale_temps
+from engine.lake.publish import publish_staged
 from engine.lake.sink import ParquetSink
+from engine.lake.store import LakeDir, resolve
 from engine.pipeline.offload import OffloadSpec
 from engine.pipeline.pool import run_pipeline
-from engine.pipeline.process import ProgressEvent
+from engine.pipeline.process import FileOutcome, ProgressEvent, Report
 from engine.pipeline.sinks import CompleteSink, FileSink, SinkFactory
 from engine.progress import ProgressBoard, RateClock, show_progress, summary_line
 
@@ -94,6 +99,8 @@ class ParquetSinkFactory:
     """Give a no-op sink for a file the lake already holds (when other sinks still need it)."""
     replace_damaged: bool = False
     """Replace unreadable or incomplete day files (``--force``) instead of refusing."""
+    lake: str | None = None
+    """The lake the skip check reads when ``out_dir`` is a local staging directory (a remote lake)."""
 
     @property
     def offload(self) -> OffloadSpec | None:
@@ -103,7 +110,11 @@ class ParquetSinkFactory:
     def __call__(self, path: Path) -> FileSink:
         wanted = set(self.symbols) if self.symbols is not None else None
         if self.skip_complete and is_complete(
-            path, self.out_dir, day_files=self.day_files, by_symbol=self.by_symbol, symbols=wanted
+            path,
+            self.lake or self.out_dir,
+            day_files=self.day_files,
+            by_symbol=self.by_symbol,
+            symbols=wanted,
         ):
             return CompleteSink()
         source = SourceEntry.of_file(path, self.symbols)
@@ -189,6 +200,7 @@ def ingest_parquet(
     options: ParquetOptions | None = None,
     extra_sinks: Sequence[SinkFactory] = (),
     skip_bad_records: bool = False,
+    inline: bool = False,
 ) -> IngestSummary:
     """Convert DBN MBO files into the Parquet lake in ``out_dir``.
 
@@ -196,8 +208,10 @@ def ingest_parquet(
     ----------
     paths : sequence of path-like
         DBN files (``.dbn`` or ``.dbn.zst``, v1-v3) or directories to scan for ``*.dbn.zst``.
-    out_dir : path-like
-        The lake directory (created if missing).
+    out_dir : path-like or URL
+        The lake directory (created if missing), or an object-store prefix (``s3://bucket/lake``,
+        see :mod:`engine.lake.store`): then each day group (:mod:`engine.lake.groups`) is written
+        to a local staging lake and published (:mod:`engine.lake.publish`).
     by_symbol : bool
         Also (or, with ``day_files=False``, only) write ``mbo_SYMBOL_YYYY-MM-DD.parquet``.
     day_files : bool
@@ -224,6 +238,9 @@ def ingest_parquet(
     skip_bad_records : bool
         Skip and count corrupt records (another rtype where the metadata says MBO) instead of
         failing their file; the count is in the summary and in each file's footer.
+    inline : bool
+        Convert in this process, one file after the other, with no worker process (a cluster
+        task: :mod:`engine.cluster` runs one per worker process).
 
     Returns
     -------
@@ -235,9 +252,12 @@ def ingest_parquet(
         raise ConfigError(msg)
     clock = RateClock()
     inputs = find_inputs(paths)
-    lake = Path(out_dir)
-    lake.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(lake)
+    where = resolve(out_dir)
+    lake: Path | str = where.uri
+    if where.local:
+        lake = Path(where.root)
+        lake.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(lake)
     summary = IngestSummary(files=len(inputs))
     todo = []
     skip_up_front = not force and not extra_sinks
@@ -254,7 +274,6 @@ def ingest_parquet(
         str(lake), day_files, by_symbol, tuple(sorted(symbols)) if symbols is not None else None,
         options or ParquetOptions(), skip_complete=bool(extra_sinks) and not force, replace_damaged=force,
     )  # fmt: skip
-    factories: list[SinkFactory] = [factory, *extra_sinks]
     board = ProgressBoard(show_progress(quiet))
 
     def report(ev: ProgressEvent) -> None:
@@ -263,19 +282,21 @@ def ingest_parquet(
         if ev.done:
             board.finish(ev.index, None if ev.ok else "FAILED")
 
+    def run(paths: Sequence[Path], facs: Sequence[SinkFactory], rep: Report) -> list[FileOutcome]:
+        return run_pipeline(
+            paths, facs, symbols=symbols, block_bytes=block_bytes, skip_bad_records=skip_bad_records,
+            jobs=files_at_once(jobs or default_jobs()), report=rep, inline=inline,
+        )  # fmt: skip
+
     with board:
         try:
-            outcomes = run_pipeline(
-                todo,
-                factories,
-                symbols=symbols,
-                block_bytes=block_bytes,
-                skip_bad_records=skip_bad_records,
-                jobs=files_at_once(jobs or default_jobs()),
-                report=report,
-            )
+            if where.local:
+                outcomes = run(todo, [factory, *extra_sinks], report)
+            else:
+                outcomes = _ingest_remote(todo, where, factory, extra_sinks, run, report, force)
         except Interrupted as exc:
-            remove_stale_temps(lake)  # the workers are stopped: their temporary files go
+            if where.local:
+                remove_stale_temps(lake)  # the workers are stopped: their temporary files go
             exc.done = (exc.done or 0) + summary.skipped
             exc.total = summary.files
             raise
@@ -292,3 +313,38 @@ def ingest_parquet(
             summary.failed.append((o.path, o.message))
     summary.seconds = clock.seconds
     return summary
+
+
+def _ingest_remote(
+    todo: Sequence[Path],
+    where: LakeDir,
+    factory: ParquetSinkFactory,
+    extra_sinks: Sequence[SinkFactory],
+    run: Any,
+    report: Report,
+    force: bool,
+) -> list[FileOutcome]:
+    """Each day group through a local staging lake, then published into the remote lake."""
+    outcomes: list[FileOutcome] = []
+    for group in day_groups(todo):
+        base = len(outcomes)
+
+        def shifted(ev: ProgressEvent, base: int = base) -> None:
+            report(replace(ev, index=ev.index + base))
+
+        with tempfile.TemporaryDirectory(prefix="datapair-stage-") as staging:
+            staged = replace(factory, out_dir=staging, lake=where.uri)
+            got = run(group, [staged, *extra_sinks], shifted)
+            try:
+                published = publish_staged(Path(staging), where, replace_damaged=force)
+            except (DatapairError, OSError) as exc:
+                for o in got:
+                    if o.ok:
+                        o.ok, o.message = False, f"{o.path}: publishing into {where.uri} failed: {exc}"
+                published = []
+        names = {Path(u).name: u for u in published}
+        for o in got:
+            o.index += base
+            o.outputs = [names.get(Path(x).name, x) for x in o.outputs]
+        outcomes.extend(got)
+    return outcomes

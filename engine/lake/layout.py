@@ -41,10 +41,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-import pyarrow.parquet as pq
-
 from engine.dbn.kernels import NS_PER_DAY
 from engine.errors import SinkError
+from engine.lake.store import LakePath, parquet_metadata, resolve
 from engine.tempfiles import remove_stale_temps, temp_path
 
 __all__ = [
@@ -112,15 +111,15 @@ def lake_file_name(day: int | dt.date | str, symbol: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class LakeFile:
-    """One final lake file: its path, UTC day and (per-symbol files) symbol."""
+    """One final lake file: its path (a URL in a remote lake), UTC day and (per-symbol files) symbol."""
 
-    path: Path
+    path: LakePath
     day: dt.date
     symbol: str | None = None
 
 
-def parse_lake_name(name: str | os.PathLike[str]) -> LakeFile | None:
-    """A :class:`LakeFile` for a lake file name, or None if the name is not one."""
+def parse_lake_name(name: str | os.PathLike[str], path: LakePath | None = None) -> LakeFile | None:
+    """A :class:`LakeFile` for a lake file name, or None if the name is not one (``path``: where it is)."""
     p = Path(name)
     m = _NAME.match(p.name)
     if m is None:
@@ -130,7 +129,7 @@ def parse_lake_name(name: str | os.PathLike[str]) -> LakeFile | None:
     except ValueError:
         return None
     sym = m["symbol"]
-    return LakeFile(p, day, unquote(sym) if sym is not None else None)
+    return LakeFile(p if path is None else path, day, unquote(sym) if sym is not None else None)
 
 
 def list_lake(
@@ -145,8 +144,8 @@ def list_lake(
 
     Parameters
     ----------
-    lake_dir : path-like
-        The lake directory (a missing directory lists as empty).
+    lake_dir : path-like or URL
+        The lake directory or object-store prefix (a missing one lists as empty).
     by_symbol : bool or None
         False: day files only (default); True: per-symbol files only; None: both.
     symbol : str, optional
@@ -154,13 +153,18 @@ def list_lake(
     start, end : date, optional
         Only days ``start <= day <= end``.
     """
-    d = Path(lake_dir)
-    if not d.is_dir():
-        return []
+    where = resolve(lake_dir)
+    if where.local:
+        d = Path(where.root)
+        if not d.is_dir():
+            return []
+        found: list[tuple[str, LakePath]] = [(e.name, Path(e.path)) for e in os.scandir(d) if e.is_file()]
+    else:
+        found = [(name, where.path(name)) for name, _, _ in where.listing()]
     out = []
-    for entry in os.scandir(d):
-        f = parse_lake_name(entry.path)
-        if f is None or not entry.is_file():
+    for name, path in found:
+        f = parse_lake_name(name, path)
+        if f is None:
             continue
         if symbol is not None:
             if f.symbol != symbol:
@@ -252,7 +256,7 @@ class SourceEntry:
 class LakeInfo:
     """The datapair metadata of one lake file, read from its footer only."""
 
-    path: Path
+    path: LakePath
     rows: int
     """``datapair.rows`` (the count written when the file was completed)."""
     num_rows: int
@@ -267,17 +271,17 @@ class LakeInfo:
         return self.rows == self.num_rows
 
 
-def read_lake_info(path: str | os.PathLike[str]) -> LakeInfo:
-    """Read a lake file's footer: stored row count, day, symbol and sources.
+def read_lake_info(path: LakePath) -> LakeInfo:
+    """Read a lake file's footer (local path or remote URL): stored row count, day, symbol and sources.
 
     Raises
     ------
     SinkError
         If the file is not a Parquet file or lacks ``datapair.rows``.
     """
-    p = Path(path)
+    p = path if isinstance(path, str) and "://" in path else Path(path)
     try:
-        md = pq.read_metadata(p)
+        md = parquet_metadata(p)
     except (OSError, ValueError) as exc:
         msg = f"{p}: not a readable Parquet file ({exc})"
         raise SinkError(msg) from None

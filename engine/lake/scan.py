@@ -20,11 +20,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from engine.dbn.kernels import NS_PER_DAY
 from engine.errors import QueryError
 from engine.lake.layout import LakeFile, list_lake
+from engine.lake.store import LakePath, parquet_file, parquet_metadata, resolve, scan_parquet
 
 __all__ = ["ScanPlan", "ScanRun", "lake_symbols", "plan_scan", "scan_lake", "scan_plan"]
 
@@ -46,7 +46,7 @@ class ScanRun:
     are decoded).
     """
 
-    path: Path
+    path: LakePath
     first: int
     rows: int | None
     exact: bool = False
@@ -60,7 +60,7 @@ class ScanPlan:
     ``row_groups_*`` and ``rows_*`` counts say how much of the selected files the query touches.
     """
 
-    lake_dir: Path
+    lake_dir: LakePath
     symbol: str | None
     start: dt.date | None
     end: dt.date | None
@@ -146,8 +146,9 @@ def plan_scan(
     QueryError
         If the directory is missing or holds no lake file, or no file matches.
     """
-    d = Path(lake_dir)
-    if not d.is_dir():
+    where = resolve(lake_dir)
+    d: LakePath = Path(where.root) if where.local else where.uri
+    if not where.exists():
         msg = f"lake directory {d} does not exist or is not a directory"
         raise QueryError(msg)
     every = list_lake(d, by_symbol=None)
@@ -171,7 +172,7 @@ def plan_scan(
     ev_lo, ev_hi = ts_event if ts_event is not None else (None, None)
     for f in files:
         try:
-            md = pq.read_metadata(f.path)
+            md = parquet_metadata(f.path)
         except (OSError, ValueError) as exc:
             msg = f"{f.path}: not a readable Parquet file ({exc})"
             raise QueryError(msg) from None
@@ -238,7 +239,7 @@ def scan_plan(plan: ScanPlan) -> pl.LazyFrame:
     """
     cond = _row_filter(plan)
     parts: list[pl.LazyFrame] = []
-    whole: list[Path] = []
+    whole: list[LakePath] = []
     whole_exact = True
 
     def add(lf: pl.LazyFrame, exact: bool) -> None:
@@ -250,16 +251,16 @@ def scan_plan(plan: ScanPlan) -> pl.LazyFrame:
             whole_exact = run.exact
             continue
         if whole:
-            add(pl.scan_parquet(whole), whole_exact)
+            add(scan_parquet(whole), whole_exact)
             whole = []
         if run.rows is None:
             whole, whole_exact = [run.path], run.exact
         else:
-            add(pl.scan_parquet(run.path).slice(run.first, run.rows), run.exact)
+            add(scan_parquet(run.path).slice(run.first, run.rows), run.exact)
     if whole:
-        add(pl.scan_parquet(whole), whole_exact)
+        add(scan_parquet(whole), whole_exact)
     if not parts:  # every row group was pruned: an empty frame of the lake's schema
-        parts.append(pl.scan_parquet(plan.files[0].path).head(0))
+        parts.append(scan_parquet(plan.files[0].path).head(0))
     return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
 
 
@@ -279,7 +280,7 @@ def _file_symbols(f: LakeFile) -> set[str]:
     """The symbols with rows in one lake file: row-group statistics first, the column where they mix."""
     if f.symbol is not None:
         return {f.symbol}
-    pf = pq.ParquetFile(f.path)
+    pf = parquet_file(f.path)
     md = pf.metadata
     col = pf.schema_arrow.get_field_index("symbol")
     names: set[str] = set()
@@ -300,7 +301,7 @@ def lake_symbols(
 ) -> set[str]:
     """Every symbol with rows in the lake's files of days ``start <= day < end`` (for "did you mean")."""
     names: set[str] = set()
-    for f in list_lake(Path(lake_dir), by_symbol=None):
+    for f in list_lake(lake_dir, by_symbol=None):
         if (start is None or f.day >= start) and (end is None or f.day < end):
             try:
                 names |= _file_symbols(f)

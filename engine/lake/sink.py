@@ -61,10 +61,11 @@ from engine.lake.layout import (
 )
 from engine.pipeline.sinks import FileSink, SinkResult
 
-__all__ = ["ParquetSink", "commit_output"]
+__all__ = ["ParquetSink", "commit_output", "lake_metadata"]
 
 
-def _lake_metadata(rows: int, day: str, symbol: str | None, sources: list[SourceEntry]) -> dict[str, str]:
+def lake_metadata(rows: int, day: str, symbol: str | None, sources: list[SourceEntry]) -> dict[str, str]:
+    """The datapair key-value metadata of a lake file (row count, day, symbol, sources, layout)."""
     md = {
         META_ROWS: str(rows),
         META_DAY: day,
@@ -121,7 +122,9 @@ def _other_sources(final: Path, source: SourceEntry, replace_damaged: bool = Fal
         return []
     try:
         info = read_lake_info(final)
-        problem = None if info.complete else f"its footer says {info.rows:,} rows but it holds {info.num_rows:,}"
+        problem = (
+            None if info.complete else f"its footer says {info.rows:,} rows but it holds {info.num_rows:,}"
+        )
     except SinkError as exc:
         info, problem = None, str(exc)
     if problem is not None or info is None:
@@ -144,7 +147,7 @@ def commit_output(out: _DayFile | _SymbolFile, source: SourceEntry, replace_dama
     mine = replace(source, rows=out.rows, row_groups=(0, out.row_groups))
     others = _other_sources(out.final, source, replace_damaged)
     if not others:
-        out.finish(_lake_metadata(out.rows, out.day, out.symbol, [mine]))
+        out.finish(lake_metadata(out.rows, out.day, out.symbol, [mine]))
         os.replace(out.temp, out.final)
         return out.final
     out.finish({})
@@ -158,7 +161,7 @@ def commit_output(out: _DayFile | _SymbolFile, source: SourceEntry, replace_dama
                 msg = f"{path}: source {entry.name} has {n} rows in its row groups, its metadata says {entry.rows}"
                 raise SinkError(msg)
             entries.append(replace(entry, row_groups=(first, entry.row_groups[1])))
-        merged.finish(_lake_metadata(merged.rows, out.day, out.symbol, entries))
+        merged.finish(lake_metadata(merged.rows, out.day, out.symbol, entries))
         os.replace(merged.path, out.final)
     except BaseException:
         merged.abort()

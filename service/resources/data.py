@@ -122,7 +122,9 @@ class DataResource:
         fmt = negotiate(p.get("format"), req.get_header("Accept"))
         symbol = known_symbol(self.store, p.get("symbol", self.default_symbol))
         query = RangeQuery(symbol, start, end, after=cursor)
-        if cursor is not None and cursor.ts_recv < start:  # ts_event <= ts_recv: no row of the range is before it
+        if (
+            cursor is not None and cursor.ts_recv < start
+        ):  # ts_event <= ts_recv: no row of the range is before it
             msg = f"`cursor` points at ts_recv {cursor.ts_recv}, before start_ts ({start}); send the same range as the page it came from"
             raise QueryError(msg)
         if limit is None:

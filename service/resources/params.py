@@ -80,7 +80,9 @@ class Params:
         else:
             depth = json_depth(doc)
         if depth > MAX_JSON_DEPTH:
-            msg = f"the request body nests JSON more than {MAX_JSON_DEPTH} levels deep; send a flat JSON object"
+            msg = (
+                f"the request body nests JSON more than {MAX_JSON_DEPTH} levels deep; send a flat JSON object"
+            )
             raise QueryError(msg)
         if not isinstance(doc, dict):
             msg = f"the request body must be a JSON object, got {type(doc).__name__}"
@@ -143,7 +145,9 @@ class Params:
         resolve_tz(tz)
         return tz or None
 
-    def timestamp(self, name: str, tz: str | None, default: int | None = None, fold: int | None = None) -> int:
+    def timestamp(
+        self, name: str, tz: str | None, default: int | None = None, fold: int | None = None
+    ) -> int:
         """A ns timestamp: integer, digit string, or date-time text (read in ``tz``)."""
         v = self.values.get(name)
         if v is None:

@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from engine.errors import StoreUnavailableError
-from engine.lake.layout import list_lake
+from engine.lake.layout import LakeFile, list_lake, parse_lake_name
+from engine.lake.store import LakePath, resolve
 from service.stores.base import (
     EVENT_KEY_COLUMNS,
     KEY_COLUMNS,
@@ -46,78 +47,9 @@ from service.stores.base import (
     rebatch,
     skip_until_after,
 )
+from service.stores.lake_index import _MAX, _FileIndex, _RowGroup, index_file
 
 __all__ = ["LakeStore"]
-
-_MAX = 2**63 - 1
-_SYM_LO = ""
-_SYM_HI = "\U0010ffff"
-
-
-@dataclass
-class _RowGroup:
-    index: int
-    rows: int
-    ts_min: int
-    ts_max: int
-    sym_min: str
-    sym_max: str
-    has_ts_stats: bool = True
-    recv_min: int = 0
-    recv_max: int = _MAX
-
-    def may_hold(self, symbol: str, lo: int, hi: int) -> bool:
-        return self.sym_min <= symbol <= self.sym_max and self.ts_max >= lo and self.ts_min <= hi
-
-    def only(self, symbol: str) -> bool:
-        return self.sym_min == symbol == self.sym_max
-
-
-@dataclass
-class _FileIndex:
-    path: Path
-    stamp: tuple[int, int]
-    metadata: pq.FileMetaData
-    groups: list[_RowGroup]
-    symbol: str | None
-    _symbols: set[str] | None = None
-    _ranges: dict[str, SymbolRange | None] = field(default_factory=dict)
-
-    def open(self) -> pq.ParquetFile:
-        return pq.ParquetFile(self.path, metadata=self.metadata, pre_buffer=True)
-
-
-def _stat(md: pq.ColumnChunkMetaData | None) -> tuple[object, object] | None:
-    if md is None:
-        return None
-    s = md.statistics
-    if s is None or not s.has_min_max:
-        return None
-    return s.min_raw, s.max_raw
-
-
-def _index_file(path: Path, stamp: tuple[int, int], symbol: str | None) -> _FileIndex:
-    md = pq.read_metadata(path)
-    names = md.schema.names
-    ts_col = names.index("ts_event") if "ts_event" in names else None
-    recv_col = names.index("ts_recv") if "ts_recv" in names else None
-    sym_col = names.index("symbol") if "symbol" in names else None
-    groups = []
-    for i in range(md.num_row_groups):
-        rg = md.row_group(i)
-        ts = _stat(rg.column(ts_col)) if ts_col is not None else None
-        recv = _stat(rg.column(recv_col)) if recv_col is not None else None
-        sym = _stat(rg.column(sym_col)) if sym_col is not None else None
-        ts_min, ts_max = (int(ts[0]), int(ts[1])) if ts else (0, _MAX)  # type: ignore[call-overload]
-        recv_min, recv_max = (int(recv[0]), int(recv[1])) if recv else (0, _MAX)  # type: ignore[call-overload]
-        if sym:
-            lo, hi = (v.decode() if isinstance(v, bytes) else str(v) for v in sym)
-        elif symbol is not None:
-            lo = hi = symbol
-        else:
-            lo, hi = _SYM_LO, _SYM_HI
-        groups.append(_RowGroup(i, rg.num_rows, ts_min, ts_max, lo, hi, ts is not None, recv_min, recv_max))
-    return _FileIndex(path, stamp, md, groups, symbol)
 
 
 @dataclass
@@ -204,8 +136,10 @@ class LakeStore(Store):
 
     Parameters
     ----------
-    lake_dir : path-like
-        The lake directory (``DATAPAIR_LAKE``, default ``./data/parquet``).
+    lake_dir : path-like or URL
+        The lake directory (``DATAPAIR_LAKE``, default ``./data/parquet``), or an object-store
+        prefix (``s3://bucket/lake``: :mod:`engine.lake.store`), listed again at most every
+        ``relist_seconds``.
     cache_bytes : int
         Budget of the cache of decoded row groups (``DATAPAIR_LAKE_CACHE_MB``; 0: no cache).
         Row groups read whole for ``/data`` are kept, so repeated and neighbouring requests skip
@@ -214,12 +148,17 @@ class LakeStore(Store):
 
     kind = "lake"
 
-    def __init__(self, lake_dir: str | os.PathLike[str], cache_bytes: int = 256 * 2**20) -> None:
-        self.lake_dir = Path(lake_dir)
+    def __init__(
+        self, lake_dir: str | os.PathLike[str], cache_bytes: int = 256 * 2**20, relist_seconds: float = 2.0
+    ) -> None:
+        self._where = resolve(lake_dir)
+        self.lake_dir: LakePath = Path(self._where.root) if self._where.local else self._where.uri
+        self.relist_seconds = relist_seconds
+        self._listed_at = -float("inf")
         self._cache = _RowGroupCache(cache_bytes) if cache_bytes > 0 else None
         self._lock = threading.Lock()
         self._dir_stamp: int | None = None
-        self._files: dict[Path, _FileIndex] = {}
+        self._files: dict[LakePath, _FileIndex] = {}
         self._day_files: dict[str, _FileIndex] = {}
         self._symbol_files: dict[str, dict[str, _FileIndex]] = {}
 
@@ -228,7 +167,33 @@ class LakeStore(Store):
     def info(self) -> StoreInfo:
         return StoreInfo(self.kind, str(self.lake_dir))
 
+    def _entries(self) -> list[tuple[LakeFile, tuple[int, int]]]:
+        """Every lake file with its (mtime_ns, size) stamp."""
+        if not self._where.local:
+            listed = [(parse_lake_name(n, self._where.path(n)), (m, z)) for n, z, m in self._where.listing()]
+            return [(lf, st) for lf, st in listed if lf is not None]
+        out = []
+        for lf in list_lake(self.lake_dir, by_symbol=None):
+            try:
+                st = Path(lf.path).stat()
+            except OSError:
+                continue  # vanished
+            out.append((lf, (st.st_mtime_ns, st.st_size)))
+        return out
+
     def _refresh(self) -> None:
+        if not self._where.local:
+            now = time.monotonic()
+            if now - self._listed_at < self.relist_seconds:
+                return
+            if not self._where.exists():
+                msg = (
+                    f"the lake {self.lake_dir} cannot be listed (check DATAPAIR_LAKE and the AWS_* variables)"
+                )
+                raise StoreUnavailableError(msg)
+            self._reindex(None)
+            self._listed_at = now
+            return
         try:
             stamp = os.stat(self.lake_dir).st_mtime_ns
         except FileNotFoundError:
@@ -241,19 +206,20 @@ class LakeStore(Store):
             raise StoreUnavailableError(msg) from None
         if stamp == self._dir_stamp:
             return
+        self._reindex(stamp)
+
+    def _reindex(self, stamp: int | None) -> None:
         with self._lock:
-            files: dict[Path, _FileIndex] = {}
+            files: dict[LakePath, _FileIndex] = {}
             days: dict[str, _FileIndex] = {}
             per_symbol: dict[str, dict[str, _FileIndex]] = {}
-            for lf in list_lake(self.lake_dir, by_symbol=None):
+            for lf, fstamp in self._entries():
                 try:
-                    st = lf.path.stat()
-                    fstamp = (st.st_mtime_ns, st.st_size)
                     old = self._files.get(lf.path)
                     idx = (
                         old
                         if old is not None and old.stamp == fstamp
-                        else _index_file(lf.path, fstamp, lf.symbol)
+                        else index_file(lf.path, fstamp, lf.symbol)
                     )
                 except (OSError, ValueError):
                     continue  # vanished or half-visible file: skipped until it is complete
@@ -273,7 +239,9 @@ class LakeStore(Store):
         out += [f for day, f in own.items() if day not in self._day_files]
         return out
 
-    def _runs(self, symbol: str, lo: int, hi: int, order: str = "feed", first_recv: int | None = None) -> list[_Run]:
+    def _runs(
+        self, symbol: str, lo: int, hi: int, order: str = "feed", first_recv: int | None = None
+    ) -> list[_Run]:
         runs = [
             _Run(f, g, order)
             for f in self._files_for(symbol)
@@ -285,7 +253,7 @@ class LakeStore(Store):
 
     def ping(self) -> dict[str, object]:
         self._refresh()
-        if not os.access(self.lake_dir, os.R_OK | os.X_OK):
+        if self._where.local and not os.access(self.lake_dir, os.R_OK | os.X_OK):
             msg = f"the lake directory {self.lake_dir} is not readable"
             raise StoreUnavailableError(msg)
         rows = sum(f.metadata.num_rows for f in self._day_files.values())
@@ -359,7 +327,7 @@ class LakeStore(Store):
     def count(self, query: RangeQuery, cap: int | None = None) -> int:
         lo, hi = query.first_ts, query.end
         total = 0
-        by_file: dict[Path, tuple[_FileIndex, list[int]]] = {}
+        by_file: dict[LakePath, tuple[_FileIndex, list[int]]] = {}
         for run in self._runs(query.symbol, lo, hi):
             g = run.group
             if (
@@ -435,9 +403,13 @@ class LakeStore(Store):
         self, runs: list[_Run], query: RangeQuery, lo: int, hi: int, cols: list[str], schema: pa.Schema
     ) -> Iterator[pa.Table]:
         # rows equal on the key keep the files' order: each run's place in (file, row group) order
-        file_rank = {id(r): k for k, r in enumerate(sorted(runs, key=lambda r: (str(r.file.path), r.group.index)))}
+        file_rank = {
+            id(r): k for k, r in enumerate(sorted(runs, key=lambda r: (str(r.file.path), r.group.index)))
+        }
         first_col = "ts_recv" if query.order == "feed" else "ts_event"
-        opened: list[tuple[pa.Table, np.ndarray, int]] = []  # (rows not yet sent, their key's first column, rank)
+        opened: list[
+            tuple[pa.Table, np.ndarray, int]
+        ] = []  # (rows not yet sent, their key's first column, rank)
         i = 0
         while i < len(runs) or opened:
             bound = runs[i].ts_min if i < len(runs) else _MAX + 1
