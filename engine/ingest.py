@@ -13,12 +13,14 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from engine.cli import ArgumentParser, run_cli
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
 from engine.inputs import find_inputs, nearest, parse_symbols, read_symbol_filter
 from engine.lake.ingest import default_jobs, ingest_parquet
 from engine.questdb.args import add_questdb_arguments, questdb_options_from_args
+from engine.questdb.conf import QuestDBOptions
 from engine.questdb.ingest import ingest_questdb, questdb_sink_factory
 
 __all__ = ["main", "make_parser"]
@@ -40,8 +42,11 @@ def make_parser() -> argparse.ArgumentParser:
             "  DATA_DIR=data/dbn datapair-ingest --parquet data/parquet --jobs 2\n"
             "  datapair-ingest day1.dbn.zst day2.dbn.zst --by-symbol --symbols NVDA,AAPL\n"
             "  SYMBOL_FILTER=symbols.txt datapair-ingest data/dbn --force --quiet\n"
+            "  datapair-ingest /shared/dbn --parquet s3://bucket/lake --cluster tcp://scheduler:8786\n"
+            "  datapair-ingest data/dbn --parquet data/parquet --cluster local:2\n"
             "\nenvironment: DATA_DIR (inputs when no path is given, default data/dbn), "
-            "DATAPAIR_LAKE (default --parquet, data/parquet), SYMBOL_FILTER (a file of symbols)."
+            "DATAPAIR_LAKE (default --parquet, data/parquet), SYMBOL_FILTER (a file of symbols), "
+            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION / AWS_ENDPOINT_URL (an s3:// lake)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,8 +60,22 @@ def make_parser() -> argparse.ArgumentParser:
         "--parquet",
         metavar="DIR",
         default=None,
-        help=f"lake directory to write (default: $DATAPAIR_LAKE or {DEFAULT_LAKE}, unless --questdb "
-        "is given alone)",
+        help=f"lake directory or object-store URL (s3://bucket/prefix) to write (default: $DATAPAIR_LAKE "
+        f"or {DEFAULT_LAKE}, unless --questdb is given alone)",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        default=None,
+        help="run on a Dask cluster: a scheduler address (tcp://host:8786), or local[:N] for a LocalCluster "
+        "of N worker processes here (default: the cores). One task per day group of files; inputs and "
+        "lake must be reachable from every worker",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="with --cluster: times a task is run again after its worker died or it raised (default 2)",
     )
     p.add_argument(
         "--by-symbol", action="store_true", help="also write mbo_SYMBOL_YYYY-MM-DD.parquet per symbol"
@@ -132,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
     if args.block_mb <= 0:
         parser.error("--block-mb must be positive")
+    if args.retries < 0:
+        parser.error("--retries must be 0 or more")
     return run_cli("datapair-ingest", lambda: _run(args, parser))
 
 
@@ -140,6 +161,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     inputs = find_inputs(args.paths or [os.environ.get("DATA_DIR", DEFAULT_DATA_DIR)], args.recursive)
     block_bytes = int(args.block_mb * (1 << 20))
     qdb = questdb_options_from_args(args)
+    if args.cluster is not None:
+        return _run_cluster(args, inputs, symbols, qdb, block_bytes)
     if qdb is not None and args.parquet is None:  # QuestDB alone
         qsummary = ingest_questdb(
             inputs, options=qdb, symbols=symbols, quiet=args.quiet, block_bytes=block_bytes,
@@ -166,6 +189,32 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"datapair-ingest: FAILED {what}", file=sys.stderr)
     if symbols is not None and not summary.skipped:
         _warn_unmatched(symbols, summary.symbols_matched, summary.symbols_known)
+    print(summary.line())
+    return 0 if summary.ok else 1
+
+
+def _run_cluster(
+    args: argparse.Namespace, inputs: Sequence[Path], symbols: set[str] | None, qdb: QuestDBOptions | None,
+    block_bytes: int,
+) -> int:  # fmt: skip
+    from engine.cluster import IngestJob, ingest_cluster, parse_cluster
+
+    cluster = parse_cluster(args.cluster)
+    lake = (
+        None
+        if (qdb is not None and args.parquet is None)
+        else args.parquet or os.environ.get("DATAPAIR_LAKE", DEFAULT_LAKE)
+    )
+    job = IngestJob(
+        lake=lake, questdb=qdb, qdb_concurrency=(qdb.concurrency or 2) if qdb is not None else 2,
+        day_files=not args.no_day_files, by_symbol=args.by_symbol,
+        symbols=tuple(sorted(symbols)) if symbols is not None else None, force=args.force,
+        block_bytes=block_bytes, skip_bad_records=args.skip_bad_records,
+    )  # fmt: skip
+    summary = ingest_cluster(inputs, cluster, job, retries=args.retries, quiet=args.quiet)
+    for path, message in summary.failed:
+        what = message if path in message else f"{path}: {message}"
+        print(f"datapair-ingest: FAILED {what}", file=sys.stderr)
     print(summary.line())
     return 0 if summary.ok else 1
 

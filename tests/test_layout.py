@@ -2,7 +2,8 @@
 
 decode (``engine.dbn``) -> ``engine.pipeline`` -> sinks with their readers (``engine.lake``,
 ``engine.questdb``, ``engine.book``) -> ``service``; ``engine.synth`` is a side branch that
-only knows the record layout. The command-line modules sit on top of the engine.
+only knows the record layout; ``engine.cluster`` drives the sinks on Dask workers (only the CLIs
+import it). The command-line modules sit on top of the engine.
 """
 
 from __future__ import annotations
@@ -14,8 +15,23 @@ import pytest
 
 from tests.support.samples import ROOT
 
-SHARED = {"engine", "engine._lazy", "engine.cli", "engine.errors", "engine.progress", "engine.inputs", "engine.tempfiles"}
-CLIS = {"engine.ingest", "engine.query", "engine.export", "engine.inspect", "engine.synth.__main__", "engine.book.__main__"}
+SHARED = {
+    "engine",
+    "engine._lazy",
+    "engine.cli",
+    "engine.errors",
+    "engine.progress",
+    "engine.inputs",
+    "engine.tempfiles",
+}
+CLIS = {
+    "engine.ingest",
+    "engine.query",
+    "engine.export",
+    "engine.inspect",
+    "engine.synth.__main__",
+    "engine.book.__main__",
+}
 ALLOWED = {
     "shared": {"shared"},
     "dbn": {"shared", "dbn"},
@@ -24,7 +40,9 @@ ALLOWED = {
     "lake": {"shared", "dbn", "pipeline", "lake"},
     "questdb": {"shared", "dbn", "pipeline", "lake", "questdb"},
     "book": {"shared", "dbn", "pipeline", "lake", "questdb", "book"},
-    "cli": {"shared", "dbn", "pipeline", "synth", "lake", "questdb", "book", "cli"},
+    # issue 16: a driver of the sinks on a Dask cluster; beside book, above the sinks, below the CLIs
+    "cluster": {"shared", "dbn", "pipeline", "lake", "questdb", "cluster"},
+    "cli": {"shared", "dbn", "pipeline", "synth", "lake", "questdb", "book", "cluster", "cli"},
     "service": {"shared", "dbn", "pipeline", "lake", "questdb", "book", "service"},
 }
 MAX_LINES = 500

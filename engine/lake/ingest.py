@@ -38,6 +38,7 @@ __all__ = [
     "files_at_once",
     "ingest_parquet",
     "is_complete",
+    "lake_infos",
 ]
 
 
@@ -66,6 +67,8 @@ class IngestSummary:
     """With a symbol filter: every symbol the files this run read name."""
     bad_records: int = 0
     """Corrupt records skipped (``skip_bad_records``)."""
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    """Each converted (not skipped) file's outcome: rows, seconds, outputs, message."""
 
     @property
     def ok(self) -> bool:
@@ -139,7 +142,8 @@ def files_at_once(jobs: int) -> int:
     return max(1, jobs // 2)
 
 
-def _lake_infos(out_dir: str | os.PathLike[str], by_symbol: bool) -> list[tuple[LakeFile, LakeInfo]]:
+def lake_infos(out_dir: str | os.PathLike[str], by_symbol: bool) -> list[tuple[LakeFile, LakeInfo]]:
+    """Every lake file of one kind (day or per-symbol) with its footer info; unreadable ones are left out."""
     out = []
     for f in list_lake(out_dir, by_symbol=by_symbol):
         try:
@@ -167,7 +171,7 @@ def is_complete(
     me = SourceEntry.of_file(path, symbols)
     kinds = [k for k, on in ((False, day_files), (True, by_symbol)) if on]
     for by_sym in kinds:
-        infos = _infos[by_sym] if _infos is not None else _lake_infos(out_dir, by_sym)
+        infos = _infos[by_sym] if _infos is not None else lake_infos(out_dir, by_sym)
         expected: dict[str, int] | None = None
         got: dict[str, int] = {}
         for f, info in infos:
@@ -261,7 +265,7 @@ def ingest_parquet(
     summary = IngestSummary(files=len(inputs))
     todo = []
     skip_up_front = not force and not extra_sinks
-    infos = {k: _lake_infos(lake, k) for k in (False, True)} if skip_up_front else {}
+    infos = {k: lake_infos(lake, k) for k in (False, True)} if skip_up_front else {}
     for p in inputs:
         if skip_up_front and is_complete(
             p, lake, day_files=day_files, by_symbol=by_symbol, symbols=symbols, _infos=infos
@@ -300,6 +304,7 @@ def ingest_parquet(
             exc.done = (exc.done or 0) + summary.skipped
             exc.total = summary.files
             raise
+    summary.outcomes = outcomes
     for o in outcomes:
         if o.ok:
             summary.rows += o.rows

@@ -313,7 +313,9 @@ class _Pool:
             helper = (mine, shm.name, self.offload)
         parent_end, child_end = self.ctx.Pipe(duplex=True)
         worker = self.ctx.Process(
-            target=_worker_main, args=(child_end, self.factories, self.reading, helper, os.getpid()), daemon=True
+            target=_worker_main,
+            args=(child_end, self.factories, self.reading, helper, os.getpid()),
+            daemon=True,
         )
         worker.start()
         child_end.close()

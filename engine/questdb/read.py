@@ -111,7 +111,6 @@ class DayQuery:
             f"SELECT {cols} FROM {self.table} WHERE {self.where} ORDER BY symbol, ts_event, ts_recv, sequence"
         )
 
-
     def statement(self) -> tuple[str, list[object]]:
         """The day's rows as one SQL with bind parameters (``$1``..), for a QWP query.
 
@@ -294,7 +293,6 @@ class ExportClient:
             return n
 
         return self._request("exp", params, read)  # type: ignore[return-value]
-
 
     stream_retries = 0
     """Further tries of a whole day when :meth:`read_day` fails after yielding rows (none: the
