@@ -30,9 +30,11 @@ from engine.errors import ConfigError, DatapairError
 from engine.inputs import find_inputs
 from engine.lake.groups import day_groups
 from engine.lake.ingest import default_jobs, is_complete, lake_infos
+from engine.lake.store import resolve
 from engine.progress import ProgressBoard, RateClock, show_progress, summary_line
 from engine.questdb.resume import file_key, filter_key, find_completion
 from engine.questdb.sink import http_client, prepare_server
+from engine.tempfiles import remove_stale_temps
 
 __all__ = ["ClusterSummary", "connect", "ingest_cluster", "parse_cluster"]
 
@@ -183,6 +185,8 @@ def ingest_cluster(
             client = stack.enter_context(connect(cluster))
         summary.workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
         _follow(client, units, job, retries, summary, quiet)
+    if job.lake is not None and resolve(job.lake).local:
+        remove_stale_temps(resolve(job.lake).root)  # a worker killed mid-task left its temporary files
     summary.seconds = clock.seconds
     return summary
 

@@ -12,7 +12,7 @@ import os
 import textwrap
 from pathlib import Path
 
-__all__ = ["BLOCK_ENCODER_ON_DAY", "patched_env"]
+__all__ = ["BLOCK_ENCODER_ON_DAY", "KILL_WORKER_ONCE", "patched_env"]
 
 BLOCK_ENCODER_ON_DAY = """
 import threading
@@ -29,6 +29,31 @@ def _encode(arrays, job, options):
 _enc.encode_stripe = _encode
 """
 """Encode the stripes of ``day`` and then block forever (format with ``day=``)."""
+
+
+KILL_WORKER_ONCE = """
+import os
+import signal
+import engine.lake.sink as _sink
+
+_real = _sink.commit_output
+
+def _commit(out, source, replace_damaged=False):
+    armed, fired = {armed!r}, {fired!r}
+    if os.path.exists(armed):
+        try:
+            fd = os.open(fired, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # exactly one process fires
+        except FileExistsError:
+            return _real(out, source, replace_damaged)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)  # mid-task: the day file is written under its temporary name
+    return _real(out, source, replace_damaged)
+
+_sink.commit_output = _commit
+"""
+"""Once ``armed`` exists, the first process to commit a lake file kills itself (format with
+``armed=``, ``fired=``; ``fired`` gets its pid): a Dask worker dying in the middle of a task."""
 
 
 def patched_env(where: Path, code: str) -> dict[str, str]:
