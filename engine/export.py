@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from engine.cli import ArgumentParser, run_cli
 from engine.inputs import date_arg
@@ -39,7 +38,11 @@ def make_parser() -> argparse.ArgumentParser:
     days.add_argument("--start", type=date_arg, help="first day, YYYY-MM-DD (inclusive; needs --end)")
     p.add_argument("--end", type=date_arg, help="day after the last one, YYYY-MM-DD (exclusive)")
     p.add_argument("--symbol", help="export one symbol into mbo_SYMBOL_YYYY-MM-DD.parquet")
-    p.add_argument("--output", required=True, type=Path, help="the lake directory (created if missing)")
+    p.add_argument(
+        "--output",
+        required=True,
+        help="the lake directory (created if missing) or object-store URL (s3://bucket/prefix)",
+    )
     p.add_argument(
         "--url",
         default=os.environ.get("QUESTDB_URL", DEFAULT_URL),

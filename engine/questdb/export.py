@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from engine.lake.layout import (
     remove_stale_temps,
     temp_path,
 )
+from engine.lake.store import resolve
 from engine.lake.writer import RunWriter
 from engine.progress import ProgressBoard, RateClock, show_progress
 from engine.questdb.qwp_read import QwpExportClient
@@ -215,6 +217,16 @@ def export_days(
         check_symbol(symbol)
     if client is None:
         client = QwpExportClient(url)  # the default: faster than /exp (bench/bench_export.py)
+    where = resolve(out_dir)
+    if not where.local:  # an object-store lake: export into a local staging lake, publish each file whole
+        with tempfile.TemporaryDirectory(prefix="datapair-export-") as staging:
+            summary = export_days(
+                days, staging, url=url, symbol=symbol, table=table, force=True, quiet=quiet, client=client,
+                options=options,
+            )  # fmt: skip
+            for d in summary.written:
+                where.publish(Path(d.path), Path(d.path).name)  # temporary key, copy, delete
+        return summary
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)

@@ -135,3 +135,28 @@ def test_an_upload_cut_short_leaves_no_final_key(
     assert again.ok and keys("lake2") == ["mbo_2025-10-21.parquet"]
     md = pq.read_metadata(f"{BUCKET}/lake2/mbo_2025-10-21.parquet", filesystem=resolve(url).fs)
     assert md.num_rows == again.rows == 4_000
+
+
+@pytest.mark.questdb
+def test_export_into_an_object_store_lake(
+    s3_env: dict[str, str], files: list[Path], questdb_url: str, questdb_tables, tmp_path: Path
+) -> None:
+    from engine.questdb.export import export_days
+    from engine.questdb.ingest import ingest_questdb
+    from tests.support.qdb import options
+
+    names = questdb_tables("t_s3exp"), questdb_tables("t_s3exp_log")
+    loaded = ingest_questdb(files[:1], options=options(questdb_url, names))
+    assert loaded.ok, loaded.failed
+    url = f"s3://{BUCKET}/lake3"
+    s = export_days([dt.date(2025, 10, 21)], url, url=questdb_url, table=names[0])
+    assert s.rows == 4_000
+    assert keys("lake3") == ["mbo_2025-10-21.parquet"]
+    local = tmp_path / "local"
+    ingest_parquet(files[:1], local)
+    assert (
+        scan_lake(url)
+        .collect()
+        .sort("ts_recv", "order_id")
+        .equals(scan_lake(local).collect().sort("ts_recv", "order_id"), null_equal=True)
+    )
