@@ -42,6 +42,7 @@ bench: setup
 	$(BIN)/python bench/bench_query.py
 	$(BIN)/python bench/bench_service.py
 	$(BIN)/python bench/bench_book.py
+	$(BIN)/python bench/bench_cluster.py
 	$(BIN)/python bench/bench_chart.py            # prints "skipped" and exits 0 without a system Chromium
 	$(BIN)/python bench/bench_ingest_questdb.py   # prints "not reachable" and exits 0 without QUESTDB_URL
 	$(BIN)/python bench/bench_export.py           # the same
