@@ -82,13 +82,14 @@ def day_records(n: int, date: str, seed: int, symbols: Sequence[str] = ("NVDA", 
     return np.concatenate([b.copy() for b in generate_blocks(n, list(symbols), date, seed)])
 
 
-def write_midnight_file(directory: Path, symbols: Sequence[str], n: int = 6_000) -> Path:
-    """Two generated days in one file (so it spans UTC midnight); day 2 opens with a CME-like
-    snapshot: 300 records flagged F_SNAPSHOT whose ts_event lies 3 days before their ts_recv,
-    so a symbol's ts_event goes back in feed order."""
+def write_midnight_file(directory: Path, symbols: Sequence[str], n: int = 6_000, snapshot_at: int = 0) -> Path:
+    """Two generated days in one file (so it spans UTC midnight); day 2 opens (or, from record
+    ``snapshot_at`` of day 2 on, continues) with a CME-like snapshot: 300 records flagged
+    F_SNAPSHOT whose ts_event lies 3 days before their ts_recv, so a symbol's ts_event goes back
+    in feed order (inside day 2's lake file too when ``snapshot_at > 0``)."""
     d1 = day_records(n, "2025-10-22", 1, symbols)
     d2 = day_records(n, "2025-10-23", 2, symbols)
-    snap = d2[:300]
+    snap = d2[snapshot_at : snapshot_at + 300]
     snap["ts_event"] = snap["ts_event"] - np.uint64(3 * 86_400 * 10**9)
     snap["flags"] |= np.uint8(32)
     path = Path(directory) / "XNAS.ITCH-2025-10-22-23.dbn.zst"
