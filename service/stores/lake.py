@@ -1,7 +1,10 @@
 """The Parquet-lake store: reads only the files and row groups a request needs.
 
 Files are found with :func:`engine.lake.layout.list_lake` (``mbo_YYYY-MM-DD.parquet`` and per-symbol
-``mbo_SYMBOL_YYYY-MM-DD.parquet``; for a symbol and day its own file is preferred). Row groups
+``mbo_SYMBOL_YYYY-MM-DD.parquet``). For a symbol and day its own file is read when its footer's
+sources include every source of the day file (it holds all the day file holds for the symbol),
+else the day file: a day re-ingested with more sources is never shadowed by an older symbol file.
+Row groups
 are chosen by their footer statistics of ``symbol`` and ``ts_event``, never by the file's day, so
 a ``ts_event`` range that crosses days (or a day file's snapshot rows stamped days earlier) is
 found wherever it lies.
@@ -13,16 +16,24 @@ rows below the smallest minimum of the runs not yet opened are final and go out,
 only the runs that overlap in time are in memory (one or two for a lake written in stripes),
 whatever the range. Runs that start together keep file order, so rows equal on the key keep the
 file's order.
+
+Consistency while an ingest replaces files: a file is known by (inode, mtime, size) with the
+footer read from it. A scan opens every file it will read before its first row and reads only
+through those handles, so one answer comes from one version of each file, even when an ingest
+renames a new day file into place mid-answer (the old inode stays readable while open). A file
+that no longer matches its footer when opened makes the store list the lake again and retry.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.errors import StoreUnavailableError
-from engine.lake.layout import list_lake
+from engine.lake.layout import META_SOURCE, list_lake
 from service.stores.base import (
     EVENT_KEY_COLUMNS,
     KEY_COLUMNS,
@@ -50,6 +61,8 @@ from service.stores.base import (
 __all__ = ["LakeStore"]
 
 _MAX = 2**63 - 1
+_RETRIES = 5
+_T = TypeVar("_T")
 _SYM_LO = ""
 _SYM_HI = "\U0010ffff"
 
@@ -73,18 +86,45 @@ class _RowGroup:
         return self.sym_min == symbol == self.sym_max
 
 
+class _Stale(Exception):
+    """The file under a path is no longer the one whose footer the store holds."""
+
+
+def _file_stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 @dataclass
 class _FileIndex:
     path: Path
-    stamp: tuple[int, int]
+    stamp: tuple[int, int, int]
     metadata: pq.FileMetaData
     groups: list[_RowGroup]
     symbol: str | None
+    sources: frozenset[tuple[str, int, int]] = frozenset()
     _symbols: set[str] | None = None
     _ranges: dict[str, SymbolRange | None] = field(default_factory=dict)
 
     def open(self) -> pq.ParquetFile:
-        return pq.ParquetFile(self.path, metadata=self.metadata, pre_buffer=True)
+        """The file this footer was read from, or :class:`_Stale` when the path now names another."""
+        try:
+            handle = pa.OSFile(str(self.path))
+            same = _file_stamp(os.stat(self.path)) == self.stamp  # after the open: the handle is this file
+        except FileNotFoundError:
+            raise _Stale(self.path) from None
+        if not same:
+            handle.close()
+            raise _Stale(self.path)
+        return pq.ParquetFile(handle, metadata=self.metadata, pre_buffer=True)
+
+
+def _sources(md: pq.FileMetaData) -> frozenset[tuple[str, int, int]]:
+    raw = (md.metadata or {}).get(META_SOURCE.encode())
+    try:
+        entries = json.loads(raw) if raw else []
+        return frozenset((str(e["name"]), int(e["size"]), int(e["mtime_ns"])) for e in entries)
+    except (ValueError, KeyError, TypeError):
+        return frozenset()
 
 
 def _stat(md: pq.ColumnChunkMetaData | None) -> tuple[object, object] | None:
@@ -96,7 +136,7 @@ def _stat(md: pq.ColumnChunkMetaData | None) -> tuple[object, object] | None:
     return s.min_raw, s.max_raw
 
 
-def _index_file(path: Path, stamp: tuple[int, int], symbol: str | None) -> _FileIndex:
+def _index_file(path: Path, stamp: tuple[int, int, int], symbol: str | None) -> _FileIndex:
     md = pq.read_metadata(path)
     names = md.schema.names
     ts_col = names.index("ts_event") if "ts_event" in names else None
@@ -117,7 +157,7 @@ def _index_file(path: Path, stamp: tuple[int, int], symbol: str | None) -> _File
         else:
             lo, hi = _SYM_LO, _SYM_HI
         groups.append(_RowGroup(i, rg.num_rows, ts_min, ts_max, lo, hi, ts is not None, recv_min, recv_max))
-    return _FileIndex(path, stamp, md, groups, symbol)
+    return _FileIndex(path, stamp, md, groups, symbol, _sources(md))
 
 
 @dataclass
@@ -247,8 +287,7 @@ class LakeStore(Store):
             per_symbol: dict[str, dict[str, _FileIndex]] = {}
             for lf in list_lake(self.lake_dir, by_symbol=None):
                 try:
-                    st = lf.path.stat()
-                    fstamp = (st.st_mtime_ns, st.st_size)
+                    fstamp = _file_stamp(lf.path.stat())
                     old = self._files.get(lf.path)
                     idx = (
                         old
@@ -269,9 +308,22 @@ class LakeStore(Store):
     def _files_for(self, symbol: str) -> list[_FileIndex]:
         self._refresh()
         own = self._symbol_files.get(symbol, {})
-        out = [own.get(day, f) for day, f in self._day_files.items()]
+        out = []
+        for day, f in self._day_files.items():
+            mine = own.get(day)
+            out.append(mine if mine is not None and mine.sources >= f.sources else f)
         out += [f for day, f in own.items() if day not in self._day_files]
         return out
+
+    def _retrying(self, answer: Callable[[], _T]) -> _T:
+        """``answer()``, listing the lake again when a file changed under it (an ingest replaced it)."""
+        for _ in range(_RETRIES):
+            try:
+                return answer()
+            except _Stale:
+                self._dir_stamp = None  # list again, whatever the directory's mtime says
+        msg = "the lake kept changing during the request; try again"
+        raise StoreUnavailableError(msg)
 
     def _runs(self, symbol: str, lo: int, hi: int, order: str = "feed", first_recv: int | None = None) -> list[_Run]:
         runs = [
@@ -308,16 +360,22 @@ class LakeStore(Store):
             else:
                 names = {g.sym_min for g in f.groups if g.sym_min == g.sym_max}
                 pf = f.open()
-                for g in f.groups:  # one row group at a time: memory stays bounded
-                    if g.sym_min != g.sym_max:
-                        col = pf.read_row_group(g.index, columns=["symbol"]).column("symbol").combine_chunks()
-                        if isinstance(col, pa.DictionaryArray):
-                            col = col.dictionary.take(pc.unique(col.indices))
-                        names |= {v for v in pc.unique(col.cast(pa.string())).to_pylist() if v}
+                try:
+                    for g in f.groups:  # one row group at a time: memory stays bounded
+                        if g.sym_min != g.sym_max:
+                            col = pf.read_row_group(g.index, columns=["symbol"]).column("symbol").combine_chunks()
+                            if isinstance(col, pa.DictionaryArray):
+                                col = col.dictionary.take(pc.unique(col.indices))
+                            names |= {v for v in pc.unique(col.cast(pa.string())).to_pylist() if v}
+                finally:
+                    pf.close(force=True)
             f._symbols = names
         return f._symbols
 
     def symbols(self) -> list[str]:
+        return self._retrying(self._symbols)
+
+    def _symbols(self) -> list[str]:
         self._refresh()
         names: set[str] = set(self._symbol_files)
         for f in self._day_files.values():
@@ -325,6 +383,9 @@ class LakeStore(Store):
         return sorted(names)
 
     def has_symbol(self, symbol: str) -> bool:
+        return self._retrying(lambda: self._has_symbol(symbol))
+
+    def _has_symbol(self, symbol: str) -> bool:
         self._refresh()
         if symbol in self._symbol_files:
             return True
@@ -339,9 +400,8 @@ class LakeStore(Store):
                     lo, hi, rows = min(lo, g.ts_min), max(hi, g.ts_max), rows + g.rows
                 elif g.sym_min <= symbol <= g.sym_max:
                     pending.append(g.index)
-            pf = f.open() if pending else None
             for i in pending:
-                t = pf.read_row_group(i, columns=["ts_event", "symbol"])  # type: ignore[union-attr]
+                t = self._read(f, i, ["ts_event", "symbol"])
                 ts = ints(t.column("ts_event"))[_symbol_mask(t.column("symbol"), symbol)]
                 if len(ts):
                     lo, hi, rows = min(lo, int(ts.min())), max(hi, int(ts.max())), rows + len(ts)
@@ -349,6 +409,9 @@ class LakeStore(Store):
         return f._ranges[symbol]
 
     def time_range(self, symbol: str) -> SymbolRange | None:
+        return self._retrying(lambda: self._time_range(symbol))
+
+    def _time_range(self, symbol: str) -> SymbolRange | None:
         parts = [r for f in self._files_for(symbol) if (r := self._file_range(f, symbol)) is not None]
         if not parts:
             return None
@@ -357,6 +420,9 @@ class LakeStore(Store):
         )
 
     def count(self, query: RangeQuery, cap: int | None = None) -> int:
+        return self._retrying(lambda: self._count(query, cap))
+
+    def _count(self, query: RangeQuery, cap: int | None = None) -> int:
         lo, hi = query.first_ts, query.end
         total = 0
         by_file: dict[Path, tuple[_FileIndex, list[int]]] = {}
@@ -385,15 +451,23 @@ class LakeStore(Store):
 
     # -- rows ----------------------------------------------------------------------------------
 
-    def _read(self, f: _FileIndex, group: int, cols: list[str]) -> pa.Table:
+    def _read(self, f: _FileIndex, group: int, cols: list[str], pf: pq.ParquetFile | None = None) -> pa.Table:
         """A row group's columns: from the cache when it holds the group, else from the file
-        (kept in the cache when every column was read)."""
+        (``pf``, the handle a scan pinned, or the file opened and checked now), kept in the
+        cache when every column was read."""
         key = (f.path, f.stamp, group)
         if self._cache is not None:
             hit = self._cache.get(key)
             if hit is not None:
                 return hit.select(cols)
-        t = f.open().read_row_group(group, columns=cols, use_threads=False)
+        if pf is None:
+            opened = f.open()
+            try:
+                t = opened.read_row_group(group, columns=cols, use_threads=False)
+            finally:
+                opened.close(force=True)
+        else:
+            t = pf.read_row_group(group, columns=cols, use_threads=False)
         if self._cache is not None and len(cols) == len(f.metadata.schema.names):
             self._cache.put(key, t)
         return t
@@ -408,9 +482,9 @@ class LakeStore(Store):
         return mask
 
     def _load(
-        self, run: _Run, query: RangeQuery, lo: int, hi: int, cols: list[str], schema: pa.Schema
+        self, run: _Run, query: RangeQuery, lo: int, hi: int, cols: list[str], schema: pa.Schema, pf: pq.ParquetFile
     ) -> pa.Table:
-        t = self._read(run.file, run.group.index, cols)
+        t = self._read(run.file, run.group.index, cols, pf)
         idx = np.flatnonzero(self._mask(t, query, lo, hi))
         if len(idx) == 0:
             return t.select(schema.names).slice(0, 0)
@@ -426,13 +500,38 @@ class LakeStore(Store):
         schema = output_schema(read_columns(columns))
         out_names = output_schema(columns).names
         lo, hi = query.first_ts, query.end
+        runs, pins = self._retrying(lambda: self._pinned_runs(query, lo, hi))
+        try:
+            merged = self._merge(runs, query, lo, hi, list(schema.names), schema, pins)
+            for b in skip_until_after(rebatch(merged, batch_rows), query.after):
+                yield b.select(out_names) if b.schema.names != out_names else b
+        finally:
+            for pf in pins.values():
+                pf.close(force=True)
+
+    def _pinned_runs(self, query: RangeQuery, lo: int, hi: int) -> tuple[list[_Run], dict[Path, pq.ParquetFile]]:
+        """The scan's runs and every file they read, opened now: one version of each file per answer."""
         runs = self._runs(query.symbol, lo, hi, query.order, query.first_recv)
-        merged = self._merge(runs, query, lo, hi, list(schema.names), schema)
-        for b in skip_until_after(rebatch(merged, batch_rows), query.after):
-            yield b.select(out_names) if b.schema.names != out_names else b
+        pins: dict[Path, pq.ParquetFile] = {}
+        try:
+            for r in runs:
+                if r.file.path not in pins:
+                    pins[r.file.path] = r.file.open()
+        except BaseException:
+            for pf in pins.values():
+                pf.close(force=True)
+            raise
+        return runs, pins
 
     def _merge(
-        self, runs: list[_Run], query: RangeQuery, lo: int, hi: int, cols: list[str], schema: pa.Schema
+        self,
+        runs: list[_Run],
+        query: RangeQuery,
+        lo: int,
+        hi: int,
+        cols: list[str],
+        schema: pa.Schema,
+        pins: dict[Path, pq.ParquetFile],
     ) -> Iterator[pa.Table]:
         # rows equal on the key keep the files' order: each run's place in (file, row group) order
         file_rank = {id(r): k for k, r in enumerate(sorted(runs, key=lambda r: (str(r.file.path), r.group.index)))}
@@ -443,7 +542,7 @@ class LakeStore(Store):
             bound = runs[i].ts_min if i < len(runs) else _MAX + 1
             ready = any(len(ts) and ts[0] < bound for _, ts, _ in opened)
             if not ready and i < len(runs):
-                t = self._load(runs[i], query, lo, hi, cols, schema)
+                t = self._load(runs[i], query, lo, hi, cols, schema, pins[runs[i].file.path])
                 if t.num_rows:
                     opened.append((t, ints(t.column(first_col)), file_rank[id(runs[i])]))
                 i += 1
