@@ -15,11 +15,10 @@ import sys
 from collections.abc import Sequence
 
 from engine.cli import ArgumentParser, run_cli
-from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
+from engine.defaults import DEFAULT_BLOCK_BYTES, default_jobs
 from engine.inputs import find_inputs, nearest, parse_symbols, read_symbol_filter
-from engine.lake.ingest import default_jobs, ingest_parquet
+from engine.pipeline.forkserver import preload
 from engine.questdb.args import add_questdb_arguments, questdb_options_from_args
-from engine.questdb.ingest import ingest_questdb, questdb_sink_factory
 
 __all__ = ["main", "make_parser"]
 
@@ -140,6 +139,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     inputs = find_inputs(args.paths or [os.environ.get("DATA_DIR", DEFAULT_DATA_DIR)], args.recursive)
     block_bytes = int(args.block_mb * (1 << 20))
     qdb = questdb_options_from_args(args)
+    # imported here, once the arguments and inputs are good: --help and usage errors need none of
+    # it, and each path loads only its own (the lake path no QuestDB client or pandas). The
+    # workers' forkserver starts first, importing their modules on the other core meanwhile.
+    if qdb is None or args.parquet is not None:
+        preload(["engine.lake.ingest"] + (["engine.questdb.ingest"] if qdb is not None else []))
+    if qdb is not None:
+        from engine.questdb.ingest import ingest_questdb, questdb_sink_factory
     if qdb is not None and args.parquet is None:  # QuestDB alone
         qsummary = ingest_questdb(
             inputs, options=qdb, symbols=symbols, quiet=args.quiet, block_bytes=block_bytes,
@@ -147,6 +153,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )  # fmt: skip
         print(qsummary.line())
         return qsummary.exit_code
+    from engine.lake.ingest import ingest_parquet
+
     extra = [questdb_sink_factory(qdb, symbols)] if qdb is not None else []
     summary = ingest_parquet(
         inputs,

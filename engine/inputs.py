@@ -76,7 +76,12 @@ def find_inputs(paths: Sequence[str | os.PathLike[str]], recursive: bool = False
         p = Path(raw)
         if p.is_dir():
             found = sorted(
-                {q for pat in DBN_PATTERNS for q in (p.rglob(pat) if recursive else p.glob(pat)) if q.is_file()}
+                {
+                    q
+                    for pat in DBN_PATTERNS
+                    for q in (p.rglob(pat) if recursive else p.glob(pat))
+                    if q.is_file()
+                }
             )
             if not found:
                 where = "this directory or below it" if recursive else "this directory"

@@ -78,6 +78,7 @@ def _run(args: argparse.Namespace, fmt: str) -> int:
         for i, path in enumerate(args.files):
             try:
                 board.start(i, path.name, path.stat().st_size if path.is_file() else None)
+
                 def progress(done: int, _size: int, n: int, i: int = i) -> None:
                     board.update(i, done, n)
 
@@ -93,7 +94,10 @@ def _run(args: argparse.Namespace, fmt: str) -> int:
             print(json.dumps(info) if fmt == "json" else _table(info), flush=True)
     if fmt != "json" and not args.quiet:
         failed = len(args.files) - ok
-        print(summary_line(rows, clock.seconds, files=len(args.files), failed=failed, label="inspect"), file=sys.stderr)
+        print(
+            summary_line(rows, clock.seconds, files=len(args.files), failed=failed, label="inspect"),
+            file=sys.stderr,
+        )
     return status
 
 

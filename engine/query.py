@@ -10,7 +10,6 @@ Examples
 ``python -m engine.query --dir data/parquet --sql "SELECT action, count(*) AS n FROM df GROUP BY action"``
 """
 
-
 from __future__ import annotations
 
 import argparse

@@ -8,7 +8,7 @@ QuestDB table and the service. Conversion is one Numba pass over each block
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = [
     "FileColumns",
     "iter_column_blocks",
     "polars_unsigned",
+    "string_array",
     "unsigned_batch",
     "unsigned_schema",
 ]
@@ -87,7 +88,9 @@ them back in these types, so an ``order_id`` above 2**63 or a ``size`` above 2**
 same everywhere. :func:`unsigned_batch` (Arrow) and :func:`polars_unsigned` (Polars) convert.
 """
 
-ANSWER_SCHEMA = pa.schema([pa.field(f.name, UNSIGNED.get(f.name, f.type), nullable=f.nullable) for f in MBO_SCHEMA])
+ANSWER_SCHEMA = pa.schema(
+    [pa.field(f.name, UNSIGNED.get(f.name, f.type), nullable=f.nullable) for f in MBO_SCHEMA]
+)
 """:data:`MBO_SCHEMA` with the unsigned fields in their DBN types: the schema of answers."""
 
 
@@ -108,7 +111,8 @@ def unsigned_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
         for n, c in zip(batch.schema.names, batch.columns, strict=True)
     ]
     fields = [
-        pa.field(f.name, UNSIGNED[f.name], nullable=f.nullable) if f.name in UNSIGNED else f for f in batch.schema
+        pa.field(f.name, UNSIGNED[f.name], nullable=f.nullable) if f.name in UNSIGNED else f
+        for f in batch.schema
     ]
     return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields, metadata=batch.schema.metadata))
 
@@ -116,7 +120,10 @@ def unsigned_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
 def unsigned_schema(schema: pa.Schema) -> pa.Schema:
     """``schema`` with the unsigned fields as :data:`UNSIGNED` (the schema :func:`unsigned_batch` gives)."""
     return pa.schema(
-        [pa.field(f.name, UNSIGNED[f.name], nullable=f.nullable) if f.name in UNSIGNED else f for f in schema],
+        [
+            pa.field(f.name, UNSIGNED[f.name], nullable=f.nullable) if f.name in UNSIGNED else f
+            for f in schema
+        ],
         metadata=schema.metadata,
     )
 
@@ -130,9 +137,26 @@ def polars_unsigned(names: list[str]) -> list[object]:
     out: list[object] = [pl.col(n).reinterpret(signed=False).cast(to[n]) for n in names if n in to]
     return out + [pl.col(n).cast(narrow[n], strict=False) for n in names if n in narrow]
 
+
 COLUMNS = tuple(MBO_SCHEMA.names)
-ACTION_DICT = pa.array(ACTIONS, pa.string())
-SIDE_DICT = pa.array(SIDES, pa.string())
+
+
+def string_array(values: Sequence[str]) -> pa.Array:
+    """``values`` as an Arrow string array, built from its buffers.
+
+    ``pa.array`` would import pandas (about 0.2 s) to check whether a list is a pandas object;
+    the conversion paths never need pandas, so they build their few string arrays this way.
+    """
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    )
+
+
+ACTION_DICT = string_array(ACTIONS)
+SIDE_DICT = string_array(SIDES)
 
 _NUMERIC = {
     "instrument_id": np.int32, "publisher_id": np.int16, "ts_event": np.int64, "order_id": np.int64,
@@ -173,7 +197,7 @@ class ColumnBlock:
     def to_arrow(self, symbols: pa.Array | None = None) -> pa.RecordBatch:
         """A RecordBatch of :data:`MBO_SCHEMA`, zero copy over the NumPy columns."""
         a = self.arrays
-        sym_dict = symbols if symbols is not None else pa.array(self.symbols, pa.string())
+        sym_dict = symbols if symbols is not None else string_array(self.symbols)
         cols = []
         for f in MBO_SCHEMA:
             name = f.name

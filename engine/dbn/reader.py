@@ -69,7 +69,10 @@ class DBNReader:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], block_bytes: int = DEFAULT_BLOCK_BYTES, skip_bad_records: bool = False
+        self,
+        path: str | os.PathLike[str],
+        block_bytes: int = DEFAULT_BLOCK_BYTES,
+        skip_bad_records: bool = False,
     ) -> None:
         if block_bytes < MAX_RECORD_BYTES:
             msg = f"block_bytes must be at least {MAX_RECORD_BYTES}, got {block_bytes}"

@@ -53,6 +53,7 @@ def check_symbol(value: object, name: str = "symbol") -> str:
         raise QueryError(msg)
     return value
 
+
 _EPOCH = dt.date(1970, 1, 1)
 _MIN_DAY = -(2**62)
 _MAX_DAY = 2**62

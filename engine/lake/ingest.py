@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.cli import Interrupted
-from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
+from engine.defaults import DEFAULT_BLOCK_BYTES, default_jobs
 from engine.errors import ConfigError, DatapairError
 from engine.inputs import find_inputs
 from engine.lake.encode import ParquetOptions, offload_spec
@@ -111,11 +111,6 @@ class ParquetSinkFactory:
             self.out_dir, source, day_files=self.day_files, by_symbol=self.by_symbol, options=self.options,
             replace_damaged=self.replace_damaged,
         )  # fmt: skip  # the pipeline's encoder process, if any, is found through engine.lake.encode.worker_encoder()
-
-
-def default_jobs() -> int:
-    """Worker processes by default: the number of cores."""
-    return max(1, os.cpu_count() or 1)
 
 
 def files_at_once(jobs: int) -> int:

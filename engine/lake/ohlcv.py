@@ -32,11 +32,11 @@ BAR_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume", "trades
 _INTERVAL = re.compile(r"^([1-9][0-9]{0,8})([smhd])$")
 
 
-
 def _unsigned_size(lazy_frame: pl.LazyFrame) -> pl.Expr:
     """``size`` as DBN's u32 whether the frame holds the lake's signed bits or unsigned values."""
     dtype = lazy_frame.collect_schema()["size"]
     return pl.col("size").reinterpret(signed=False) if dtype.is_signed_integer() else pl.col("size")
+
 
 def parse_interval(text: str) -> str:
     """Validate a bar interval (``30s``, ``1m``, ``4h``, ``1d``) and return it as a Polars duration.

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.dbn.columns import MBO_SCHEMA, ColumnBlock
+from engine.dbn.columns import MBO_SCHEMA, ColumnBlock, string_array
 from engine.errors import SinkError
 from engine.lake.encode import (
     ROW_DTYPES,
@@ -121,7 +121,9 @@ def _other_sources(final: Path, source: SourceEntry, replace_damaged: bool = Fal
         return []
     try:
         info = read_lake_info(final)
-        problem = None if info.complete else f"its footer says {info.rows:,} rows but it holds {info.num_rows:,}"
+        problem = (
+            None if info.complete else f"its footer says {info.rows:,} rows but it holds {info.num_rows:,}"
+        )
     except SinkError as exc:
         info, problem = None, str(exc)
     if problem is not None or info is None:
@@ -453,4 +455,4 @@ class ParquetSink(FileSink):
         for lo in range(0, rows, step):
             hi = min(lo + step, rows)
             codes = np.zeros(hi - lo, dtype=np.int32)
-            out.write(to_batch(cols, lo, hi, codes, pa.array([symbol], pa.string())))
+            out.write(to_batch(cols, lo, hi, codes, string_array([symbol])))

@@ -33,7 +33,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
@@ -41,13 +41,12 @@ from typing import Any
 
 from engine.cli import Interrupted
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
+from engine.pipeline.forkserver import context, preload
 from engine.pipeline.offload import OffloadSpec, SlotChannel, helper_main, shared_slots
 from engine.pipeline.process import FileOutcome, ProgressEvent, Report, process_file
 from engine.pipeline.sinks import SinkFactory
 
 __all__ = ["Reading", "preload", "run_pipeline"]
-
-_BASE_PRELOAD = ("engine.pipeline.pool",)
 
 
 @dataclass(frozen=True)
@@ -59,25 +58,7 @@ class Reading:
     skip_bad_records: bool = False
 
 
-def _context() -> Any:
-    return mp.get_context("forkserver")
-
-
-def preload(modules: Iterable[str] = ()) -> None:
-    """Name the modules the forkserver imports before it forks any child, and start it now.
-
-    Call it as early as possible (before reading inputs): the server imports NumPy, Numba and
-    whatever the sinks need while the caller does its own work, so the first worker forks
-    ready to decode. Later calls add modules only until the server has started.
-    """
-    from multiprocessing import forkserver
-
-    names = sorted({*_BASE_PRELOAD, *modules})
-    # Arrow's jemalloc runs a background thread: the forkserver must have none when it forks
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
-    ctx = _context()
-    ctx.set_forkserver_preload(names)
-    forkserver.ensure_running()
+_context = context
 
 
 def run_pipeline(
@@ -313,7 +294,9 @@ class _Pool:
             helper = (mine, shm.name, self.offload)
         parent_end, child_end = self.ctx.Pipe(duplex=True)
         worker = self.ctx.Process(
-            target=_worker_main, args=(child_end, self.factories, self.reading, helper, os.getpid()), daemon=True
+            target=_worker_main,
+            args=(child_end, self.factories, self.reading, helper, os.getpid()),
+            daemon=True,
         )
         worker.start()
         child_end.close()

@@ -236,7 +236,11 @@ def _check(http: QuestDBHttp, table: str, info: dict[str, Any] | None, expected:
         info = _table_info(http, table)
         cols = http.exec(f"SELECT * FROM table_columns('{table}')").records()
         problems = schema_problems(cols, info, expected, designated, keys)
-    if problems and keys == DEDUP_KEYS and not schema_problems(cols, info, expected, designated, LEGACY_DEDUP_KEYS):
+    if (
+        problems
+        and keys == DEDUP_KEYS
+        and not schema_problems(cols, info, expected, designated, LEGACY_DEDUP_KEYS)
+    ):
         msg = f"QuestDB table {table!r} cannot be loaded as it is. " + migration_hint(table)
         raise SinkError(msg)
     if problems:

@@ -225,7 +225,14 @@ def export_days(
             for day in days:
                 summary.days.append(
                     export_day(
-                        client, out, day, symbol=symbol, table=table, force=force, options=options, board=board
+                        client,
+                        out,
+                        day,
+                        symbol=symbol,
+                        table=table,
+                        force=force,
+                        options=options,
+                        board=board,
                     )
                 )
         except KeyboardInterrupt:  # export_day removed its temporary files on the way out

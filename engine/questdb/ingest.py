@@ -171,7 +171,9 @@ def _worker(
         if q is not None:
             q.put((i, p, total, done, records, finished))
 
-    return ingest_file(path, options, symbols, block_bytes, index=index, report=report, skip_bad_records=skip_bad_records)
+    return ingest_file(
+        path, options, symbols, block_bytes, index=index, report=report, skip_bad_records=skip_bad_records
+    )
 
 
 def ingest_questdb(
@@ -246,7 +248,13 @@ def ingest_questdb(
             if n_jobs == 1:
                 for i, p in enumerate(inputs):
                     results[i] = ingest_file(
-                        p, opts, symbols, block_bytes, index=i, report=report, skip_bad_records=skip_bad_records
+                        p,
+                        opts,
+                        symbols,
+                        block_bytes,
+                        index=i,
+                        report=report,
+                        skip_bad_records=skip_bad_records,
                     )
             else:
                 ctx = mp.get_context("spawn")

@@ -110,10 +110,7 @@ class DayQuery:
         The export then never depends on how ``/exp`` encodes a nanosecond timestamp in Parquet.
         """
         cols = ", ".join(f"cast({c} AS LONG) AS {c}" if c in _TS_COLUMNS else c for c in COLUMNS)
-        return (
-            f"SELECT {cols} FROM {self.table} WHERE {self.where} ORDER BY {FEED_ORDER}"
-        )
-
+        return f"SELECT {cols} FROM {self.table} WHERE {self.where} ORDER BY {FEED_ORDER}"
 
     def statement(self) -> tuple[str, list[object]]:
         """The day's rows as one SQL with bind parameters (``$1``..), for a QWP query.
@@ -127,10 +124,7 @@ class DayQuery:
         if self.symbol is not None:
             where += " AND symbol = $4"
             binds.append(self.symbol)
-        sql = (
-            f"SELECT {', '.join(COLUMNS)} FROM {self.table} WHERE {where} "
-            f"ORDER BY {FEED_ORDER}"
-        )
+        sql = f"SELECT {', '.join(COLUMNS)} FROM {self.table} WHERE {where} ORDER BY {FEED_ORDER}"
         return sql, binds
 
 
@@ -297,7 +291,6 @@ class ExportClient:
             return n
 
         return self._request("exp", params, read)  # type: ignore[return-value]
-
 
     stream_retries = 0
     """Further tries of a whole day when :meth:`read_day` fails after yielding rows (none: the

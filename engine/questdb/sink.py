@@ -154,7 +154,9 @@ class QuestDBSink(FileSink):
             # the caller's second pass sends the file again at once).
             retried = self.send_stats is not None and self.send_stats.retries > 0
             settle = o.protocol == "ilp-tcp" and not retried
-            confirmed, diffs = verify_counts(self.http, o.table, self.stats, o.verify_timeout_s, settle=settle)
+            confirmed, diffs = verify_counts(
+                self.http, o.table, self.stats, o.verify_timeout_s, settle=settle
+            )
             if diffs:
                 more = f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""
                 msg = (

@@ -117,5 +117,6 @@ def _run(args: argparse.Namespace, prog: str) -> int:
         )
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

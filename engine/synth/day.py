@@ -322,7 +322,12 @@ def _blocks(state: kern.DayState, capacity: int) -> Iterator[np.ndarray]:
 
 
 def _write_blocks(
-    out: Any, records: int, syms: list[str], day: dt.date, seed: int, block_records: int,
+    out: Any,
+    records: int,
+    syms: list[str],
+    day: dt.date,
+    seed: int,
+    block_records: int,
     progress: Callable[[int], None] | None,
 ) -> None:
     done = 0

@@ -51,6 +51,7 @@ KEY_COLUMNS = ("ts_recv", "instrument_id", "publisher_id")
 EVENT_KEY_COLUMNS = ("ts_event", "ts_recv", "instrument_id", "publisher_id")
 """The order of ``RangeQuery(order="event")`` scans (bars), ties in feed order."""
 
+
 @dataclass(frozen=True)
 class Cursor:
     """A position in feed order: after ``skip`` rows with this key (and every row before it).

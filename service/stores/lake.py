@@ -26,12 +26,10 @@ that no longer matches its footer when opened makes the store list the lake agai
 
 from __future__ import annotations
 
-import json
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.errors import StoreUnavailableError
-from engine.lake.layout import META_SOURCE, list_lake
+from engine.lake.layout import list_lake
 from service.stores.base import (
     EVENT_KEY_COLUMNS,
     KEY_COLUMNS,
@@ -57,154 +55,24 @@ from service.stores.base import (
     rebatch,
     skip_until_after,
 )
+from service.stores.lakefiles import MAX, FileIndex, RowGroup, RowGroupCache, Stale, file_stamp, index_file
 
 __all__ = ["LakeStore"]
 
-_MAX = 2**63 - 1
 _RETRIES = 5
 _T = TypeVar("_T")
-_SYM_LO = ""
-_SYM_HI = "\U0010ffff"
-
-
-@dataclass
-class _RowGroup:
-    index: int
-    rows: int
-    ts_min: int
-    ts_max: int
-    sym_min: str
-    sym_max: str
-    has_ts_stats: bool = True
-    recv_min: int = 0
-    recv_max: int = _MAX
-
-    def may_hold(self, symbol: str, lo: int, hi: int) -> bool:
-        return self.sym_min <= symbol <= self.sym_max and self.ts_max >= lo and self.ts_min <= hi
-
-    def only(self, symbol: str) -> bool:
-        return self.sym_min == symbol == self.sym_max
-
-
-class _Stale(Exception):
-    """The file under a path is no longer the one whose footer the store holds."""
-
-
-def _file_stamp(st: os.stat_result) -> tuple[int, int, int]:
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
-@dataclass
-class _FileIndex:
-    path: Path
-    stamp: tuple[int, int, int]
-    metadata: pq.FileMetaData
-    groups: list[_RowGroup]
-    symbol: str | None
-    sources: frozenset[tuple[str, int, int]] = frozenset()
-    _symbols: set[str] | None = None
-    _ranges: dict[str, SymbolRange | None] = field(default_factory=dict)
-
-    def open(self) -> pq.ParquetFile:
-        """The file this footer was read from, or :class:`_Stale` when the path now names another."""
-        try:
-            handle = pa.OSFile(str(self.path))
-            same = _file_stamp(os.stat(self.path)) == self.stamp  # after the open: the handle is this file
-        except FileNotFoundError:
-            raise _Stale(self.path) from None
-        if not same:
-            handle.close()
-            raise _Stale(self.path)
-        return pq.ParquetFile(handle, metadata=self.metadata, pre_buffer=True)
-
-
-def _sources(md: pq.FileMetaData) -> frozenset[tuple[str, int, int]]:
-    raw = (md.metadata or {}).get(META_SOURCE.encode())
-    try:
-        entries = json.loads(raw) if raw else []
-        return frozenset((str(e["name"]), int(e["size"]), int(e["mtime_ns"])) for e in entries)
-    except (ValueError, KeyError, TypeError):
-        return frozenset()
-
-
-def _stat(md: pq.ColumnChunkMetaData | None) -> tuple[object, object] | None:
-    if md is None:
-        return None
-    s = md.statistics
-    if s is None or not s.has_min_max:
-        return None
-    return s.min_raw, s.max_raw
-
-
-def _index_file(path: Path, stamp: tuple[int, int, int], symbol: str | None) -> _FileIndex:
-    md = pq.read_metadata(path)
-    names = md.schema.names
-    ts_col = names.index("ts_event") if "ts_event" in names else None
-    recv_col = names.index("ts_recv") if "ts_recv" in names else None
-    sym_col = names.index("symbol") if "symbol" in names else None
-    groups = []
-    for i in range(md.num_row_groups):
-        rg = md.row_group(i)
-        ts = _stat(rg.column(ts_col)) if ts_col is not None else None
-        recv = _stat(rg.column(recv_col)) if recv_col is not None else None
-        sym = _stat(rg.column(sym_col)) if sym_col is not None else None
-        ts_min, ts_max = (int(ts[0]), int(ts[1])) if ts else (0, _MAX)  # type: ignore[call-overload]
-        recv_min, recv_max = (int(recv[0]), int(recv[1])) if recv else (0, _MAX)  # type: ignore[call-overload]
-        if sym:
-            lo, hi = (v.decode() if isinstance(v, bytes) else str(v) for v in sym)
-        elif symbol is not None:
-            lo = hi = symbol
-        else:
-            lo, hi = _SYM_LO, _SYM_HI
-        groups.append(_RowGroup(i, rg.num_rows, ts_min, ts_max, lo, hi, ts is not None, recv_min, recv_max))
-    return _FileIndex(path, stamp, md, groups, symbol, _sources(md))
 
 
 @dataclass
 class _Run:
-    file: _FileIndex
-    group: _RowGroup
+    file: FileIndex
+    group: RowGroup
     order: str = "feed"
 
     @property
     def ts_min(self) -> int:
         """The smallest value of the merge key's first column (ts_recv, or ts_event for bars)."""
         return self.group.recv_min if self.order == "feed" else self.group.ts_min
-
-
-class _RowGroupCache:
-    """Decoded row groups (all columns), least recently used out first, bounded in bytes."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.hits = 0
-        self.misses = 0
-        self._items: OrderedDict[tuple, pa.Table] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> pa.Table | None:
-        with self._lock:
-            t = self._items.get(key)
-            if t is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return t
-
-    def put(self, key: tuple, table: pa.Table) -> None:
-        size = table.nbytes
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = table
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self.bytes -= old.nbytes
 
 
 def _symbol_mask(col: pa.ChunkedArray | pa.Array, symbol: str) -> np.ndarray:
@@ -256,12 +124,12 @@ class LakeStore(Store):
 
     def __init__(self, lake_dir: str | os.PathLike[str], cache_bytes: int = 256 * 2**20) -> None:
         self.lake_dir = Path(lake_dir)
-        self._cache = _RowGroupCache(cache_bytes) if cache_bytes > 0 else None
+        self._cache = RowGroupCache(cache_bytes) if cache_bytes > 0 else None
         self._lock = threading.Lock()
         self._dir_stamp: int | None = None
-        self._files: dict[Path, _FileIndex] = {}
-        self._day_files: dict[str, _FileIndex] = {}
-        self._symbol_files: dict[str, dict[str, _FileIndex]] = {}
+        self._files: dict[Path, FileIndex] = {}
+        self._day_files: dict[str, FileIndex] = {}
+        self._symbol_files: dict[str, dict[str, FileIndex]] = {}
 
     # -- listing -----------------------------------------------------------------------------
 
@@ -282,17 +150,17 @@ class LakeStore(Store):
         if stamp == self._dir_stamp:
             return
         with self._lock:
-            files: dict[Path, _FileIndex] = {}
-            days: dict[str, _FileIndex] = {}
-            per_symbol: dict[str, dict[str, _FileIndex]] = {}
+            files: dict[Path, FileIndex] = {}
+            days: dict[str, FileIndex] = {}
+            per_symbol: dict[str, dict[str, FileIndex]] = {}
             for lf in list_lake(self.lake_dir, by_symbol=None):
                 try:
-                    fstamp = _file_stamp(lf.path.stat())
+                    fstamp = file_stamp(lf.path.stat())
                     old = self._files.get(lf.path)
                     idx = (
                         old
                         if old is not None and old.stamp == fstamp
-                        else _index_file(lf.path, fstamp, lf.symbol)
+                        else index_file(lf.path, fstamp, lf.symbol)
                     )
                 except (OSError, ValueError):
                     continue  # vanished or half-visible file: skipped until it is complete
@@ -305,7 +173,7 @@ class LakeStore(Store):
             self._files, self._day_files, self._symbol_files = files, days, per_symbol
             self._dir_stamp = stamp
 
-    def _files_for(self, symbol: str) -> list[_FileIndex]:
+    def _files_for(self, symbol: str) -> list[FileIndex]:
         self._refresh()
         own = self._symbol_files.get(symbol, {})
         out = []
@@ -320,12 +188,14 @@ class LakeStore(Store):
         for _ in range(_RETRIES):
             try:
                 return answer()
-            except _Stale:
+            except Stale:
                 self._dir_stamp = None  # list again, whatever the directory's mtime says
         msg = "the lake kept changing during the request; try again"
         raise StoreUnavailableError(msg)
 
-    def _runs(self, symbol: str, lo: int, hi: int, order: str = "feed", first_recv: int | None = None) -> list[_Run]:
+    def _runs(
+        self, symbol: str, lo: int, hi: int, order: str = "feed", first_recv: int | None = None
+    ) -> list[_Run]:
         runs = [
             _Run(f, g, order)
             for f in self._files_for(symbol)
@@ -353,7 +223,7 @@ class LakeStore(Store):
 
     # -- metadata answers ----------------------------------------------------------------------
 
-    def _file_symbols(self, f: _FileIndex) -> set[str]:
+    def _file_symbols(self, f: FileIndex) -> set[str]:
         if f._symbols is None:
             if f.symbol is not None:
                 names = {f.symbol}
@@ -363,7 +233,11 @@ class LakeStore(Store):
                 try:
                     for g in f.groups:  # one row group at a time: memory stays bounded
                         if g.sym_min != g.sym_max:
-                            col = pf.read_row_group(g.index, columns=["symbol"]).column("symbol").combine_chunks()
+                            col = (
+                                pf.read_row_group(g.index, columns=["symbol"])
+                                .column("symbol")
+                                .combine_chunks()
+                            )
                             if isinstance(col, pa.DictionaryArray):
                                 col = col.dictionary.take(pc.unique(col.indices))
                             names |= {v for v in pc.unique(col.cast(pa.string())).to_pylist() if v}
@@ -391,9 +265,9 @@ class LakeStore(Store):
             return True
         return any(symbol in self._file_symbols(f) for f in self._day_files.values())
 
-    def _file_range(self, f: _FileIndex, symbol: str) -> SymbolRange | None:
+    def _file_range(self, f: FileIndex, symbol: str) -> SymbolRange | None:
         if symbol not in f._ranges:
-            lo, hi, rows = _MAX, -1, 0
+            lo, hi, rows = MAX, -1, 0
             pending = []
             for g in f.groups:
                 if g.only(symbol) and g.has_ts_stats:
@@ -425,7 +299,7 @@ class LakeStore(Store):
     def _count(self, query: RangeQuery, cap: int | None = None) -> int:
         lo, hi = query.first_ts, query.end
         total = 0
-        by_file: dict[Path, tuple[_FileIndex, list[int]]] = {}
+        by_file: dict[Path, tuple[FileIndex, list[int]]] = {}
         for run in self._runs(query.symbol, lo, hi):
             g = run.group
             if (
@@ -451,7 +325,7 @@ class LakeStore(Store):
 
     # -- rows ----------------------------------------------------------------------------------
 
-    def _read(self, f: _FileIndex, group: int, cols: list[str], pf: pq.ParquetFile | None = None) -> pa.Table:
+    def _read(self, f: FileIndex, group: int, cols: list[str], pf: pq.ParquetFile | None = None) -> pa.Table:
         """A row group's columns: from the cache when it holds the group, else from the file
         (``pf``, the handle a scan pinned, or the file opened and checked now), kept in the
         cache when every column was read."""
@@ -482,7 +356,14 @@ class LakeStore(Store):
         return mask
 
     def _load(
-        self, run: _Run, query: RangeQuery, lo: int, hi: int, cols: list[str], schema: pa.Schema, pf: pq.ParquetFile
+        self,
+        run: _Run,
+        query: RangeQuery,
+        lo: int,
+        hi: int,
+        cols: list[str],
+        schema: pa.Schema,
+        pf: pq.ParquetFile,
     ) -> pa.Table:
         t = self._read(run.file, run.group.index, cols, pf)
         idx = np.flatnonzero(self._mask(t, query, lo, hi))
@@ -509,7 +390,9 @@ class LakeStore(Store):
             for pf in pins.values():
                 pf.close(force=True)
 
-    def _pinned_runs(self, query: RangeQuery, lo: int, hi: int) -> tuple[list[_Run], dict[Path, pq.ParquetFile]]:
+    def _pinned_runs(
+        self, query: RangeQuery, lo: int, hi: int
+    ) -> tuple[list[_Run], dict[Path, pq.ParquetFile]]:
         """The scan's runs and every file they read, opened now: one version of each file per answer."""
         runs = self._runs(query.symbol, lo, hi, query.order, query.first_recv)
         pins: dict[Path, pq.ParquetFile] = {}
@@ -534,12 +417,16 @@ class LakeStore(Store):
         pins: dict[Path, pq.ParquetFile],
     ) -> Iterator[pa.Table]:
         # rows equal on the key keep the files' order: each run's place in (file, row group) order
-        file_rank = {id(r): k for k, r in enumerate(sorted(runs, key=lambda r: (str(r.file.path), r.group.index)))}
+        file_rank = {
+            id(r): k for k, r in enumerate(sorted(runs, key=lambda r: (str(r.file.path), r.group.index)))
+        }
         first_col = "ts_recv" if query.order == "feed" else "ts_event"
-        opened: list[tuple[pa.Table, np.ndarray, int]] = []  # (rows not yet sent, their key's first column, rank)
+        opened: list[
+            tuple[pa.Table, np.ndarray, int]
+        ] = []  # (rows not yet sent, their key's first column, rank)
         i = 0
         while i < len(runs) or opened:
-            bound = runs[i].ts_min if i < len(runs) else _MAX + 1
+            bound = runs[i].ts_min if i < len(runs) else MAX + 1
             ready = any(len(ts) and ts[0] < bound for _, ts, _ in opened)
             if not ready and i < len(runs):
                 t = self._load(runs[i], query, lo, hi, cols, schema, pins[runs[i].file.path])

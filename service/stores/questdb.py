@@ -247,7 +247,9 @@ class QuestDBStore(Store):
         items = [f"cast({c} AS LONG) AS {c}_ns" if c in _TS_COLS else c for c in cols]
         return ", ".join([*items, "day_seq"])
 
-    def _page(self, cols: list[str], schema: pa.Schema, where: str, limit: int | None) -> tuple[pa.Table, np.ndarray]:
+    def _page(
+        self, cols: list[str], schema: pa.Schema, where: str, limit: int | None
+    ) -> tuple[pa.Table, np.ndarray]:
         """Rows of ``where`` (which ends with its ORDER BY), at most ``limit``; and their day_seq."""
         sql = f"SELECT {self._select(cols)} FROM {self.table} WHERE {where}"
         if limit is not None:
