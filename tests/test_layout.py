@@ -14,7 +14,10 @@ import pytest
 
 from tests.support.samples import ROOT
 
-SHARED = {"engine", "engine._lazy", "engine.cli", "engine.errors", "engine.progress", "engine.inputs", "engine.tempfiles"}
+SHARED = {
+    "engine", "engine._lazy", "engine.cli", "engine.errors", "engine.progress", "engine.inputs", "engine.tempfiles",
+    "engine.timeparse",
+}  # fmt: skip
 CLIS = {"engine.ingest", "engine.query", "engine.export", "engine.inspect", "engine.synth.__main__", "engine.book.__main__"}
 ALLOWED = {
     "shared": {"shared"},
