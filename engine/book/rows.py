@@ -28,7 +28,9 @@ from engine.book.codes import ACTIONS, SIDES
 from engine.errors import QueryError
 from engine.lake.layout import lake_file_name
 
-__all__ = ["BOOK_READ", "DERIVE_READ", "DaySource", "day_of", "day_source", "iter_symbol_blocks", "read_symbol_rows"]
+__all__ = [
+    "BOOK_READ", "DERIVE_READ", "DaySource", "batch_columns", "day_of", "day_source", "iter_symbol_blocks", "read_symbol_rows",
+]  # fmt: skip
 
 BOOK_READ = ("ts_recv", "instrument_id", "publisher_id", "order_id", "price_raw", "size", "flags", "action", "side")
 """Lake columns a replay reads (besides ``symbol``)."""
@@ -135,7 +137,10 @@ def _symbol_mask(col: pa.Array, symbol: str) -> np.ndarray:
     return np.asarray(col.to_numpy(zero_copy_only=False) == symbol, dtype=np.bool_)
 
 
-def _block(batch: pa.RecordBatch, columns: Sequence[str], mask: np.ndarray | None) -> dict[str, np.ndarray]:
+def batch_columns(
+    batch: pa.RecordBatch, columns: Sequence[str] = BOOK_READ, mask: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Lake-schema Arrow columns -> the kernels' arrays (``action``/``side`` as codes), rows ``mask`` only."""
     out = {}
     for name in columns:
         col = batch.column(name)
@@ -184,7 +189,7 @@ def iter_symbol_blocks(
                 continue
             if mask is not None and mask.all():
                 mask = None
-            yield _block(batch, columns, mask)
+            yield batch_columns(batch, columns, mask)
 
 
 def read_symbol_rows(
