@@ -70,18 +70,30 @@ def make_parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     s.add_argument("--dir", required=True, type=Path, help="the lake directory")
     s.add_argument("--symbol", required=True, help="the symbol, e.g. NVDA")
-    s.add_argument("--at", required=True, help=f"the instant: ns since 1970 UTC or date-time text ({ACCEPTED_FORMS})")
+    s.add_argument(
+        "--at", required=True, help=f"the instant: ns since 1970 UTC or date-time text ({ACCEPTED_FORMS})"
+    )
     s.add_argument("--tz", help="IANA zone for naive --at text (default UTC)")
-    s.add_argument("--depth", type=_int_arg(1, 1000, "a depth"), default=10, help="levels per side (default 10)")
-    s.add_argument("--publisher", type=_int_arg(0, 65535, "a publisher_id"), help="one venue's book (default: all venues merged by price)")
+    s.add_argument(
+        "--depth", type=_int_arg(1, 1000, "a depth"), default=10, help="levels per side (default 10)"
+    )
+    s.add_argument(
+        "--publisher",
+        type=_int_arg(0, 65535, "a publisher_id"),
+        help="one venue's book (default: all venues merged by price)",
+    )
     s.add_argument("--orders", action="store_true", help="list each level's orders in queue order")
     s.add_argument("--format", choices=("table", "json"), default="table", help="output (default table)")
-    s.add_argument("--no-checkpoints", action="store_true", help="replay the day from its start (for comparison)")
+    s.add_argument(
+        "--no-checkpoints", action="store_true", help="replay the day from its start (for comparison)"
+    )
 
     d = sub.add_parser("derive", help="MBP-1/MBP-10/BBO-1s/BBO-1m Parquet series of a day",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     d.add_argument("--dir", required=True, type=Path, help="the lake directory")
-    d.add_argument("--schema", required=True, choices=("mbp-1", "mbp-10", "bbo-1s", "bbo-1m"), help="the series")
+    d.add_argument(
+        "--schema", required=True, choices=("mbp-1", "mbp-10", "bbo-1s", "bbo-1m"), help="the series"
+    )
     d.add_argument("--date", required=True, type=date_arg, help="the day, YYYY-MM-DD (UTC date of ts_recv)")
     d.add_argument("--symbols", help="comma-separated symbols (default: every symbol of the day)")
     d.add_argument("--output", required=True, type=Path, help="directory of SCHEMA_YYYY-MM-DD.parquet")
@@ -131,7 +143,10 @@ def format_table(book: dict[str, Any]) -> str:
         bc, bs, bp = _level_text(bids[k] if k < len(bids) else None)
         ac, as_, ap = _level_text(asks[k] if k < len(asks) else None)
         lines.append(f"{bc:>7} {bs:>12} {bp:>14} | {ap:<14} {as_:>12} {ac:>7}")
-        for side, lv in (("bid", bids[k] if k < len(bids) else None), ("ask", asks[k] if k < len(asks) else None)):
+        for side, lv in (
+            ("bid", bids[k] if k < len(bids) else None),
+            ("ask", asks[k] if k < len(asks) else None),
+        ):
             if lv is not None and "orders" in lv:
                 queue = ", ".join(f"{o['order_id']}x{o['size']}" for o in lv["orders"])
                 lines.append(f"    {side} {lv['price']:.9g} orders: {queue}")
@@ -178,9 +193,14 @@ def _index(args: argparse.Namespace) -> int:
             board.start(label, label, None)
             board.update(label, done, done)
 
-        s = index_lake(args.dir, None if args.date is None else [args.date], args.symbols, on_progress=progress)
+        s = index_lake(
+            args.dir, None if args.date is None else [args.date], args.symbols, on_progress=progress
+        )
     for label in s.unordered:
-        print(f"{PROG}: {label}: ts_recv goes backwards in feed order, no checkpoints (snapshots replay the day)", file=sys.stderr)
+        print(
+            f"{PROG}: {label}: ts_recv goes backwards in feed order, no checkpoints (snapshots replay the day)",
+            file=sys.stderr,
+        )
     print(f"{len(s.files)} symbol-day(s), {s.checkpoints:,} checkpoints in {Path(args.dir) / '_book'}")
     print(summary_line(s.rows, clock.seconds, label="index"))
     return 0

@@ -44,7 +44,7 @@ from engine.tempfiles import temp_path
 
 __all__ = ["SCHEMAS", "DeriveSummary", "derive_day", "output_path"]
 
-SCHEMAS = {"mbp-1": 1, "mbp-10": 10, "bbo-1s": "1s", "bbo-1m": "1m"}
+SCHEMAS: dict[str, int | str] = {"mbp-1": 1, "mbp-10": 10, "bbo-1s": "1s", "bbo-1m": "1m"}
 """Schema names and their depth (MBP) or interval (BBO)."""
 
 _TS = pa.timestamp("ns", tz="UTC")
@@ -71,7 +71,11 @@ def _letters(codes: np.ndarray, letters: tuple[str, ...]) -> pa.Array:
 
 
 def _level_order(depth: int) -> list[str]:
-    return [f"{f}_{k:02d}" for k in range(depth) for f in ("bid_px", "ask_px", "bid_sz", "ask_sz", "bid_ct", "ask_ct")]
+    return [
+        f"{f}_{k:02d}"
+        for k in range(depth)
+        for f in ("bid_px", "ask_px", "bid_sz", "ask_sz", "bid_ct", "ask_ct")
+    ]
 
 
 def _table(rows: dict[str, np.ndarray], symbol: str, depth: int, mbp: bool) -> pa.Table:
@@ -101,7 +105,9 @@ def _table(rows: dict[str, np.ndarray], symbol: str, depth: int, mbp: bool) -> p
     return pa.table(cols)
 
 
-def _symbol_rows(src_blocks: Iterable[dict[str, np.ndarray]], schema: str) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+def _symbol_rows(
+    src_blocks: Iterable[dict[str, np.ndarray]], schema: str
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """``(input rows, output rows)`` per block of one symbol's replay."""
     books = OrderBooks()
     kind = SCHEMAS[schema]
@@ -114,7 +120,7 @@ def _symbol_rows(src_blocks: Iterable[dict[str, np.ndarray]], schema: str) -> It
             if not chunks:
                 yield n, {}
         return
-    sampler = BboSampler(books, kind)
+    sampler = BboSampler(books, str(kind))
     for block in src_blocks:
         yield len(block["ts_recv"]), sampler.apply(block)
     yield 0, sampler.flush()
@@ -176,10 +182,26 @@ def derive_day(
                 if on_progress is not None:
                     on_progress(symbol, done)
         if writer is None:  # no rows at all: an empty file of the schema
-            empty = {k: np.empty(0, np.int64) for k in ("ts_recv", "ts_event", "publisher_id", "instrument_id", "price_raw", "size", "flags", "sequence", "ts_in_delta", "depth")}
+            empty = {
+                k: np.empty(0, np.int64)
+                for k in (
+                    "ts_recv",
+                    "ts_event",
+                    "publisher_id",
+                    "instrument_id",
+                    "price_raw",
+                    "size",
+                    "flags",
+                    "sequence",
+                    "ts_in_delta",
+                    "depth",
+                )
+            }
             empty.update({k: np.empty(0, np.int8) for k in ("action", "side")})
             empty.update({k: np.empty(0, np.int64) for k in _level_order(depth)})
-            writer = pq.ParquetWriter(tmp, _table(empty, "", depth, isinstance(kind, int)).schema, compression="zstd")
+            writer = pq.ParquetWriter(
+                tmp, _table(empty, "", depth, isinstance(kind, int)).schema, compression="zstd"
+            )
         writer.close()
         writer = None
         os.replace(tmp, final)

@@ -136,7 +136,12 @@ def build_checkpoints(
 
 
 _SCHEMA = pa.schema(
-    [("ts_recv", pa.int64()), ("rows", pa.int64()), ("last_ts_recv", pa.int64()), ("state", pa.large_binary())]
+    [
+        ("ts_recv", pa.int64()),
+        ("rows", pa.int64()),
+        ("last_ts_recv", pa.int64()),
+        ("state", pa.large_binary()),
+    ]
 )
 
 
@@ -167,7 +172,11 @@ def _empty_table() -> pa.Table:
 
 
 def write_checkpoints(
-    lake_dir: str | os.PathLike[str], src: DaySource, symbol: str, table: pa.Table, interval_ns: int = INTERVAL_NS
+    lake_dir: str | os.PathLike[str],
+    src: DaySource,
+    symbol: str,
+    table: pa.Table,
+    interval_ns: int = INTERVAL_NS,
 ) -> Path:
     """Write a checkpoint table atomically (temporary name, then rename) and return its path."""
     final = checkpoint_path(lake_dir, symbol, src.day)
@@ -240,7 +249,9 @@ def _index(path: Path) -> _Index | None:
     return idx
 
 
-def load_checkpoint(lake_dir: str | os.PathLike[str], src: DaySource, symbol: str, at: int) -> Checkpoint | None:
+def load_checkpoint(
+    lake_dir: str | os.PathLike[str], src: DaySource, symbol: str, at: int
+) -> Checkpoint | None:
     """The latest checkpoint usable for a snapshot at ``at`` (boundary <= at + 1), or None.
 
     None also when there is no checkpoint file, or it is stale (its source is not ``src`` as it is now).

@@ -32,7 +32,17 @@ __all__ = [
     "BOOK_READ", "DERIVE_READ", "DaySource", "batch_columns", "day_of", "day_source", "iter_symbol_blocks", "read_symbol_rows",
 ]  # fmt: skip
 
-BOOK_READ = ("ts_recv", "instrument_id", "publisher_id", "order_id", "price_raw", "size", "flags", "action", "side")
+BOOK_READ = (
+    "ts_recv",
+    "instrument_id",
+    "publisher_id",
+    "order_id",
+    "price_raw",
+    "size",
+    "flags",
+    "action",
+    "side",
+)
 """Lake columns a replay reads (besides ``symbol``)."""
 DERIVE_READ = (*BOOK_READ, "ts_event", "ts_in_delta", "sequence")
 """Lake columns MBP/BBO derivation reads."""
@@ -86,7 +96,9 @@ def _text(v: object) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else str(v)
 
 
-def _groups(md: pq.FileMetaData, symbol: str | None, lo: int | None, hi: int | None) -> list[tuple[int, bool]]:
+def _groups(
+    md: pq.FileMetaData, symbol: str | None, lo: int | None, hi: int | None
+) -> list[tuple[int, bool]]:
     """Row groups that may hold ``symbol`` rows with ``lo <= ts_recv <= hi``, and whether all their rows are the symbol's."""
     names = md.schema.names
     sym_col = names.index("symbol") if "symbol" in names else None
@@ -105,9 +117,12 @@ def _groups(md: pq.FileMetaData, symbol: str | None, lo: int | None, hi: int | N
                     continue
                 only = mn == mx == symbol
         st = rg.column(recv_col).statistics
-        if st is not None and st.has_min_max:
-            if (hi is not None and st.min_raw > hi) or (lo is not None and st.max_raw < lo):
-                continue
+        if (
+            st is not None
+            and st.has_min_max
+            and ((hi is not None and st.min_raw > hi) or (lo is not None and st.max_raw < lo))
+        ):
+            continue
         out.append((g, only))
     return out
 
@@ -116,7 +131,9 @@ def _codes(col: pa.Array, name: str) -> np.ndarray:
     """A dictionary (or string) action/side column -> int8 codes of :data:`ACTIONS` / :data:`SIDES`."""
     letters = _CODES[name]
     if isinstance(col, pa.DictionaryArray):
-        lut = np.array([letters.index(v) if v in letters else -1 for v in col.dictionary.to_pylist()] + [-1], np.int8)
+        lut = np.array(
+            [letters.index(v) if v in letters else -1 for v in col.dictionary.to_pylist()] + [-1], np.int8
+        )
         idx = col.indices.fill_null(len(lut) - 1).to_numpy(zero_copy_only=False)
         return lut[idx]
     values = col.to_pylist()

@@ -59,7 +59,9 @@ def check_book_args(at: object, depth: object, publisher: object) -> tuple[int, 
         msg = f"`depth` must be an integer from 1 to {MAX_DEPTH}, got {depth!r}"
         raise QueryError(msg)
     if publisher is not None and (
-        isinstance(publisher, bool) or not isinstance(publisher, int | np.integer) or not 0 <= int(publisher) <= 0xFFFF
+        isinstance(publisher, bool)
+        or not isinstance(publisher, int | np.integer)
+        or not 0 <= int(publisher) <= 0xFFFF
     ):
         msg = f"`publisher` must be a publisher_id from 0 to 65535, got {publisher!r}"
         raise QueryError(msg)
@@ -83,7 +85,9 @@ def _uint64(v: int) -> int:
     return v & 0xFFFFFFFFFFFFFFFF
 
 
-def _side(books: OrderBooks, keys: list[tuple[int, int]], side: int, depth: int, orders: bool) -> list[dict[str, Any]]:
+def _side(
+    books: OrderBooks, keys: list[tuple[int, int]], side: int, depth: int, orders: bool
+) -> list[dict[str, Any]]:
     merged: dict[int, list[int]] = {}
     for iid, pid in keys:
         lv = books.levels(iid, pid, side, depth)
@@ -97,10 +101,16 @@ def _side(books: OrderBooks, keys: list[tuple[int, int]], side: int, depth: int,
         size, count = merged[price]
         level: dict[str, Any] = {"price": price / 1e9, "price_raw": price, "size": size, "count": count}
         if orders:
-            queue = []
+            queue: list[tuple[int, int, int, int]] = []
             for iid, pid in keys:
                 q = books.orders(iid, pid, side, price)
-                queue += zip(q.priority.tolist(), q.order_id.tolist(), q.size.tolist(), [pid] * len(q.size), strict=True)
+                queue += zip(
+                    q.priority.tolist(),
+                    q.order_id.tolist(),
+                    q.size.tolist(),
+                    [pid] * len(q.size),
+                    strict=True,
+                )
             queue.sort()
             level["orders"] = [{"order_id": _uint64(o), "size": s, "publisher_id": p} for _, o, s, p in queue]
         out.append(level)

@@ -45,7 +45,11 @@ def book_table(book: dict[str, Any]) -> pa.Table:
     ]  # fmt: skip
     if with_orders:
         fields.append(("orders", pa.list_(_ORDER)))
-    meta = {"symbol": book["symbol"], "at": str(book["at"]), "ts_recv": "" if book["ts_recv"] is None else str(book["ts_recv"])}
+    meta = {
+        "symbol": book["symbol"],
+        "at": str(book["at"]),
+        "ts_recv": "" if book["ts_recv"] is None else str(book["ts_recv"]),
+    }
     return pa.Table.from_pylist(rows, schema=pa.schema(fields, metadata=meta))
 
 

@@ -24,7 +24,9 @@ def symbol_columns(day_file: Path, symbol: str) -> dict[str, np.ndarray]:
         if name == "ts_recv":
             col = col.cast("int64")
         out[name] = col.to_numpy()
-    out["action"] = np.array([ACTIONS.index(a) for a in t.column("action").cast("string").to_pylist()], np.int8)
+    out["action"] = np.array(
+        [ACTIONS.index(a) for a in t.column("action").cast("string").to_pylist()], np.int8
+    )
     out["side"] = np.array([SIDES.index(s) for s in t.column("side").cast("string").to_pylist()], np.int8)
     return out
 

@@ -70,7 +70,9 @@ def test_snapshot_of_the_cme_sample_through_the_lake(tmp_path: Path) -> None:
     day_files = sorted(lake.glob("mbo_????-??-??.parquet"))
     import pyarrow.parquet as pq
 
-    symbols = sorted(set(pq.read_table(day_files[0], columns=["symbol"]).column("symbol").cast("string").to_pylist()))
+    symbols = sorted(
+        set(pq.read_table(day_files[0], columns=["symbol"]).column("symbol").cast("string").to_pylist())
+    )
     checked = 0
     for symbol in symbols:
         cols = symbol_columns(day_files[0], symbol)
@@ -109,7 +111,7 @@ def test_bad_arguments_and_unknown_symbol_name_the_field(book_lake: Path) -> Non
         book_snapshot(book_lake, "NVDA", -5)
     with pytest.raises(QueryError, match="`publisher`"):
         book_snapshot(book_lake, "NVDA", 1, publisher=70_000)
-    with pytest.raises(QueryError, match="no rows for symbol 'NVDX'.*nearest: NVDA"):
+    with pytest.raises(QueryError, match=r"no rows for symbol 'NVDX'.*nearest: NVDA"):
         book_snapshot(book_lake, "NVDX", 1_761_140_000_000_000_000)
     empty = book_snapshot(book_lake, "NVDA", 1_000)  # a known symbol on a day without rows: an empty book
     assert empty["bids"] == empty["asks"] == [] and empty["ts_recv"] is None

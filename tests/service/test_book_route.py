@@ -36,22 +36,32 @@ def test_json_is_the_snapshot(client: falcon.testing.TestClient, lake: Path) -> 
     assert r.status_code == 200
     assert r.json == book_snapshot(lake, "NVDA", AT, depth=5)
     assert len(r.json["bids"]) == len(r.json["asks"]) == 5
-    text = client.simulate_get("/api/mbo/book", params={"symbol": "NVDA", "at": "2025-10-22 10:30", "tz": "America/New_York", "depth": "5"})
+    text = client.simulate_get(
+        "/api/mbo/book",
+        params={"symbol": "NVDA", "at": "2025-10-22 10:30", "tz": "America/New_York", "depth": "5"},
+    )
     assert text.json == r.json
 
 
 def test_orders_and_publisher(client: falcon.testing.TestClient, lake: Path) -> None:
-    r = client.simulate_get("/api/mbo/book", params={"symbol": "NVDA", "at": str(AT), "depth": "2", "orders": "true", "publisher": "2"})
+    r = client.simulate_get(
+        "/api/mbo/book",
+        params={"symbol": "NVDA", "at": str(AT), "depth": "2", "orders": "true", "publisher": "2"},
+    )
     assert r.json == book_snapshot(lake, "NVDA", AT, depth=2, publisher=2, orders=True)
     assert all("orders" in lv for lv in r.json["bids"])
 
 
 def test_arrow_with_the_arrow_accept(client: falcon.testing.TestClient) -> None:
     want = client.simulate_get("/api/mbo/book", params={"symbol": "NVDA", "at": str(AT)}).json
-    r = client.simulate_get("/api/mbo/book", params={"symbol": "NVDA", "at": str(AT)}, headers={"Accept": ARROW_STREAM})
+    r = client.simulate_get(
+        "/api/mbo/book", params={"symbol": "NVDA", "at": str(AT)}, headers={"Accept": ARROW_STREAM}
+    )
     assert r.status_code == 200 and r.headers["content-type"] == ARROW_STREAM
     t = pa.ipc.open_stream(r.content).read_all()
-    assert t.schema.metadata[b"at"] == str(AT).encode() and r.headers["x-book-ts-recv"] == str(want["ts_recv"])
+    assert t.schema.metadata[b"at"] == str(AT).encode() and r.headers["x-book-ts-recv"] == str(
+        want["ts_recv"]
+    )
     rows = t.to_pylist()
     assert [(x["price_raw"], x["size"], x["count"]) for x in rows if x["side"] == "B"] == [
         (lv["price_raw"], lv["size"], lv["count"]) for lv in want["bids"]
@@ -77,7 +87,9 @@ def test_unknown_symbol_is_404(client: falcon.testing.TestClient) -> None:
         ({"at": str(AT), "when": "now"}, "when"),
     ],
 )
-def test_bad_parameters_are_400(client: falcon.testing.TestClient, params: dict[str, str], field: str) -> None:
+def test_bad_parameters_are_400(
+    client: falcon.testing.TestClient, params: dict[str, str], field: str
+) -> None:
     r = client.simulate_get("/api/mbo/book", params={"symbol": "NVDA", **params})
     assert r.status_code == 400 and set(r.json) == {"title", "description"} and field in r.json["description"]
 
