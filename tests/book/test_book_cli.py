@@ -234,3 +234,18 @@ def test_python_dash_m_engine_book_help() -> None:
         [sys.executable, "-m", "engine.book", "--help"], capture_output=True, text=True, check=False
     )
     assert r.returncode == 0 and "snapshot" in r.stdout and "examples:" in r.stdout
+
+
+def test_ingest_book_index_writes_the_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.ingest import main as ingest_main
+    from engine.synth.day import write_day
+
+    day = tmp_path / "day.dbn.zst"
+    write_day(day, 20_000, ("NVDA", "AAPL"), "2025-10-22", seed=2)
+    lake = tmp_path / "lake"
+    assert ingest_main([str(day), "--parquet", str(lake), "--book-index", "--quiet", "--jobs", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("book index: ")
+    assert sorted(p.name for p in (lake / "_book").iterdir()) == [
+        "book_AAPL_2025-10-22.parquet",
+        "book_NVDA_2025-10-22.parquet",
+    ]
