@@ -137,7 +137,7 @@ def test_book_kernels_import_only_errors_from_the_engine() -> None:
         f"{m} imports {name}"
         for m in kernels
         for _, name in imports(MODULES[m], m)
-        if name != "engine.errors" and not name.startswith("engine.book") or name in BOOK_GLUE
+        if (name != "engine.errors" and not name.startswith("engine.book")) or name in BOOK_GLUE
     ]
     assert kernels and wrong == []
 
