@@ -87,6 +87,11 @@ def make_parser() -> argparse.ArgumentParser:
         "failing the file; the count goes to the summary and the lake footers",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--book-index",
+        action="store_true",
+        help="after the lake days are written, write their book checkpoints (as `datapair-book index`)",
+    )
     add_questdb_arguments(p)
     p.add_argument(
         "--block-mb",
@@ -175,7 +180,21 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if symbols is not None and not summary.skipped:
         _warn_unmatched(symbols, summary.symbols_matched, summary.symbols_known)
     print(summary.line())
+    if args.book_index and summary.outputs:
+        _book_index(args.parquet or os.environ.get("DATAPAIR_LAKE", DEFAULT_LAKE), summary.outputs)
     return 0 if summary.ok else 1
+
+
+def _book_index(lake: str, outputs: list[str]) -> None:
+    """Book checkpoints of the days this run wrote (``--book-index``)."""
+    from engine.book.index import index_lake
+    from engine.lake.layout import parse_lake_name
+    from engine.progress import RateClock, summary_line
+
+    days = sorted({f.day for o in outputs if (f := parse_lake_name(o)) is not None})
+    clock = RateClock()
+    s = index_lake(lake, days)
+    print(summary_line(s.rows, clock.seconds, label=f"book index: {s.checkpoints:,} checkpoints"))
 
 
 if __name__ == "__main__":

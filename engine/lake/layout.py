@@ -65,6 +65,8 @@ __all__ = [
     "parse_lake_name",
     "read_lake_info",
     "remove_stale_temps",
+    "source_keys",
+    "symbol_file_covers",
     "temp_path",
 ]
 
@@ -292,6 +294,23 @@ def read_lake_info(path: str | os.PathLike[str]) -> LakeInfo:
         msg = f"{p}: malformed datapair metadata ({exc})"
         raise SinkError(msg) from None
     return LakeInfo(p, rows, md.num_rows, md.num_row_groups, kv.get(META_DAY), kv.get(META_SYMBOL), sources)
+
+
+def source_keys(md: pq.FileMetaData) -> frozenset[tuple[str, int, int]]:
+    """The (name, size, mtime_ns) of every source a lake file's footer lists (empty if none)."""
+    raw = (md.metadata or {}).get(META_SOURCE.encode())
+    try:
+        entries = json.loads(raw) if raw else []
+        return frozenset((str(e["name"]), int(e["size"]), int(e["mtime_ns"])) for e in entries)
+    except (ValueError, KeyError, TypeError):
+        return frozenset()
+
+
+def symbol_file_covers(symbol_file: pq.FileMetaData, day_file: pq.FileMetaData) -> bool:
+    """Whether a symbol's own file holds all the day file holds for it: its sources include the
+    day file's. Readers use the symbol file only then, whatever the names or ages say (a day
+    re-ingested with one more source must not be shadowed by an older symbol file)."""
+    return source_keys(symbol_file) >= source_keys(day_file)
 
 
 @contextmanager

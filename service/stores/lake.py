@@ -31,13 +31,14 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from engine.book.snapshot import book_snapshot
 from engine.errors import StoreUnavailableError
 from engine.lake.layout import list_lake
 from service.stores.base import (
@@ -118,12 +119,18 @@ class LakeStore(Store):
         Budget of the cache of decoded row groups (``DATAPAIR_LAKE_CACHE_MB``; 0: no cache).
         Row groups read whole for ``/data`` are kept, so repeated and neighbouring requests skip
         the Parquet decode; narrower reads (keys, bars) use it when it holds their row group.
+    checkpoints : bool
+        ``/api/mbo/book`` starts from the book checkpoints (``datapair-book index``) when they
+        exist and match the day file (default); False replays each day from its start.
     """
 
     kind = "lake"
 
-    def __init__(self, lake_dir: str | os.PathLike[str], cache_bytes: int = 256 * 2**20) -> None:
+    def __init__(
+        self, lake_dir: str | os.PathLike[str], cache_bytes: int = 256 * 2**20, checkpoints: bool = True
+    ) -> None:
         self.lake_dir = Path(lake_dir)
+        self.checkpoints = checkpoints
         self._cache = RowGroupCache(cache_bytes) if cache_bytes > 0 else None
         self._lock = threading.Lock()
         self._dir_stamp: int | None = None
@@ -281,6 +288,20 @@ class LakeStore(Store):
                     lo, hi, rows = min(lo, int(ts.min())), max(hi, int(ts.max())), rows + len(ts)
             f._ranges[symbol] = SymbolRange(symbol, lo, hi, rows) if rows else None
         return f._ranges[symbol]
+
+    def book(
+        self, symbol: str, at: int, depth: int = 10, publisher: int | None = None, orders: bool = False
+    ) -> dict[str, Any]:
+        """The book from the day's checkpoints (``LAKE/_book``) and the rows after the nearest one."""
+        try:
+            return book_snapshot(
+                self.lake_dir, symbol, at, depth, publisher, orders, checkpoints=self.checkpoints
+            )
+        except (
+            FileNotFoundError
+        ) as exc:  # a day file replaced while it was read: the next request sees the new one
+            msg = f"a lake file changed while it was read ({exc})"
+            raise StoreUnavailableError(msg) from None
 
     def time_range(self, symbol: str) -> SymbolRange | None:
         return self._retrying(lambda: self._time_range(symbol))

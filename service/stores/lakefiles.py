@@ -7,7 +7,6 @@ decoded with the offsets of a footer from an earlier version.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections import OrderedDict
@@ -17,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.lake.layout import META_SOURCE
+from engine.lake.layout import source_keys
 from service.stores.base import SymbolRange
 
 __all__ = ["MAX", "FileIndex", "RowGroup", "RowGroupCache", "Stale", "file_stamp", "index_file"]
@@ -79,15 +78,6 @@ class FileIndex:
         return pq.ParquetFile(handle, metadata=self.metadata, pre_buffer=True)
 
 
-def _sources(md: pq.FileMetaData) -> frozenset[tuple[str, int, int]]:
-    raw = (md.metadata or {}).get(META_SOURCE.encode())
-    try:
-        entries = json.loads(raw) if raw else []
-        return frozenset((str(e["name"]), int(e["size"]), int(e["mtime_ns"])) for e in entries)
-    except (ValueError, KeyError, TypeError):
-        return frozenset()
-
-
 def _stat(md: pq.ColumnChunkMetaData | None) -> tuple[object, object] | None:
     if md is None:
         return None
@@ -118,7 +108,7 @@ def index_file(path: Path, stamp: tuple[int, int, int], symbol: str | None) -> F
         else:
             lo, hi = _SYM_LO, _SYM_HI
         groups.append(RowGroup(i, rg.num_rows, ts_min, ts_max, lo, hi, ts is not None, recv_min, recv_max))
-    return FileIndex(path, stamp, md, groups, symbol, _sources(md))
+    return FileIndex(path, stamp, md, groups, symbol, source_keys(md))
 
 
 class RowGroupCache:

@@ -9,6 +9,7 @@ loaded row for row; a plain :class:`~tests.support.faultproxy.FaultProxy` in fro
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import urllib.parse
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from engine.book.rows import day_source
 from engine.dbn.columns import MBO_SCHEMA, iter_column_blocks
 from engine.errors import ConfigError, QueryError, StoreUnavailableError
 from engine.lake.encode import ParquetOptions
@@ -427,5 +429,8 @@ def test_a_symbol_file_is_read_only_when_it_holds_all_the_day_file_holds(tmp_pat
     both = reference(source_table([first, second]), "NVDA", 0, 2**63 - 1)
     assert plain(scanned(store, q)) == plain(both)
     assert store.count(q) == both.num_rows and store.time_range("NVDA").rows == both.num_rows
+    day = dt.date.fromisoformat(DATES[0])
+    assert not day_source(lake, "NVDA", day).symbol_file  # the book reads by the same rule
     assert ingest_parquet([first, second], lake, quiet=True, jobs=1, by_symbol=True, force=True).ok
     assert plain(scanned(store, q)) == plain(both)  # the symbol file again, now as wide as the day
+    assert day_source(lake, "NVDA", day).symbol_file
