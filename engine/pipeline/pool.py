@@ -46,7 +46,7 @@ from engine.pipeline.offload import OffloadSpec, SlotChannel, helper_main, share
 from engine.pipeline.process import FileOutcome, ProgressEvent, Report, process_file
 from engine.pipeline.sinks import SinkFactory
 
-__all__ = ["Reading", "preload", "run_pipeline"]
+__all__ = ["Reading", "child_setup", "preload", "run_pipeline"]
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def _process(
 # -- children -----------------------------------------------------------------------------------------
 
 
-def _child_setup(run_pid: int) -> None:
+def child_setup(run_pid: int) -> None:
     """Every child: ignore Ctrl-C (the run stops us), default SIGTERM, die with the run.
 
     The OS parent of a child is the forkserver, which outlives the run while any child lives
@@ -160,7 +160,7 @@ def _watch_run(run_pid: int, fd: int) -> None:
 
 
 def _helper_main(conn: Connection, shm_name: str, spec: OffloadSpec, run_pid: int) -> None:
-    _child_setup(run_pid)
+    child_setup(run_pid)
     shm = SharedMemory(name=shm_name)
     try:
         helper_main(conn, shm.buf, spec)
@@ -181,7 +181,7 @@ def _worker_main(
     run_pid: int,
 ) -> None:
     """File worker process: take (index, path) tasks from its pipe until None; send events and outcomes back."""
-    _child_setup(run_pid)
+    child_setup(run_pid)
     shm = SharedMemory(name=helper[1]) if helper is not None else None
     channel = SlotChannel(helper[0], shm.buf, helper[2]) if helper is not None and shm is not None else None
     if helper is not None:
