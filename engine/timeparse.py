@@ -77,7 +77,9 @@ def _bad_text(text: object, why: str, field: str) -> QueryError:
     return QueryError(f"`{field}` {text!r} {why}. Accepted forms: {ACCEPTED_FORMS}")
 
 
-def parse_datetime(text: str, tz: str | None = None, *, field: str = "datetime", fold: int | None = None) -> int:
+def parse_datetime(
+    text: str, tz: str | None = None, *, field: str = "datetime", fold: int | None = None
+) -> int:
     """Parse date-time text into nanoseconds since 1970 UTC.
 
     Parameters
@@ -142,7 +144,9 @@ def parse_datetime(text: str, tz: str | None = None, *, field: str = "datetime",
     return ns
 
 
-def _local(naive: datetime, zi: ZoneInfo, text: str, tz: str, field: str, fold: int | None, frac: int) -> datetime:
+def _local(
+    naive: datetime, zi: ZoneInfo, text: str, tz: str, field: str, fold: int | None, frac: int
+) -> datetime:
     """``naive`` read in ``zi``; a repeated or skipped local time needs ``fold`` (PEP 495)."""
     try:
         first, second = naive.replace(tzinfo=zi, fold=0), naive.replace(tzinfo=zi, fold=1)
@@ -162,7 +166,7 @@ def _local(naive: datetime, zi: ZoneInfo, text: str, tz: str, field: str, fold: 
 
     msg = (
         f"`{field}` {text!r} {why} in {tz} on a daylight-saving change: it could be {show(first, a)} or "
-        f"{show(second, b)}; add \"fold\": 0 or 1, or give an offset (+HH:MM) or nanoseconds"
+        f'{show(second, b)}; add "fold": 0 or 1, or give an offset (+HH:MM) or nanoseconds'
     )
     raise QueryError(msg)
 

@@ -16,7 +16,7 @@ from tests.support.samples import ROOT
 
 SHARED = {
     "engine", "engine._lazy", "engine.cli", "engine.errors", "engine.progress", "engine.inputs", "engine.tempfiles",
-    "engine.timeparse", "engine.defaults",
+    "engine.timeparse", "engine.defaults", "engine.stages",
 }  # fmt: skip
 CLIS = {"engine.ingest", "engine.query", "engine.export", "engine.inspect", "engine.synth.__main__", "engine.book.__main__"}
 ALLOWED = {

@@ -8,6 +8,7 @@ QuestDB table and the service. Conversion is one Numba pass over each block
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
 from engine.dbn.reader import DBNReader
 from engine.dbn.symbology import Symbology
 from engine.errors import DecodeError
+from engine.stages import add as add_stage
 
 __all__ = [
     "ACTION_DICT",
@@ -282,6 +284,7 @@ def iter_column_blocks(
         seen_mappings = 0
         bounds = np.empty(64, dtype=np.int64)
         for records in reader:
+            c0, w0 = time.thread_time(), time.perf_counter()
             if len(reader.symbol_mappings) > seen_mappings:
                 symbology.add_mapping_records(reader.symbol_mappings[seen_mappings:])
                 seen_mappings = len(reader.symbol_mappings)
@@ -294,6 +297,7 @@ def iter_column_blocks(
                 mask = np.empty(len(block), dtype=np.bool_)
                 kept = keep_codes(block.arrays["symbol"], wanted, mask)
                 if kept == 0:
+                    add_stage("convert", time.thread_time() - c0, time.perf_counter() - w0)
                     continue
                 if kept < len(block):
                     block = block.take(mask)
@@ -304,6 +308,7 @@ def iter_column_blocks(
             if len(bounds) < len(ts) + 2:
                 bounds = np.empty(len(ts) + 2, dtype=np.int64)
             k = split_days(ts, bounds)
+            add_stage("convert", time.thread_time() - c0, time.perf_counter() - w0)
             if k == 2:
                 yield block
             else:

@@ -25,6 +25,7 @@ from engine.pipeline.pool import run_pipeline
 from engine.pipeline.process import ProgressEvent
 from engine.pipeline.sinks import CompleteSink, FileSink, SinkFactory
 from engine.progress import ProgressBoard, RateClock, show_progress, summary_line
+from engine.stages import merge as merge_stages
 
 __all__ = [
     "IngestSummary",
@@ -61,6 +62,10 @@ class IngestSummary:
     """With a symbol filter: every symbol the files this run read name."""
     bad_records: int = 0
     """Corrupt records skipped (``skip_bad_records``)."""
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    """CPU and wall seconds per stage, summed over the files (:mod:`engine.stages`)."""
+    file_seconds: float = 0.0
+    """Wall seconds the file workers held files, summed (the rest of their time is start-up or idle)."""
 
     @property
     def ok(self) -> bool:
@@ -275,6 +280,8 @@ def ingest_parquet(
             exc.total = summary.files
             raise
     for o in outcomes:
+        merge_stages(summary.stages, o.stages)
+        summary.file_seconds += o.seconds
         if o.ok:
             summary.rows += o.rows
             summary.bytes += o.nbytes
