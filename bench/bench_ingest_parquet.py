@@ -180,6 +180,9 @@ def child(which: str, src: str, out: str, jobs: int | None) -> None:
         import pyarrow.parquet as pq
 
         rows = sum(pq.read_metadata(p).num_rows for p in Path(out).glob("mbo_*.parquet"))
+        extra = {
+            "cpu_unknown": True
+        }  # the command's forkserver outlives it: its workers' CPU is not ours to see
     else:
         import databento as db
 
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = r["rows"] / r["seconds"]
         print(
             f"{r['name']:<22} {r['rows']:>12,} {r['seconds']:>8.2f} {rate:>11,.0f} {in_bytes / r['seconds'] / 1e6:>7.1f} "
-            f"{r['rows'] / max(r['cpu_s'], 1e-9):>11,.0f} {r['peak_rss_mib']:>13.0f} {r['peak_pss_mib']:>13.0f} "
+            f"{'n/a' if r.get('cpu_unknown') else format(r['rows'] / max(r['cpu_s'], 1e-9), ',.0f'):>11} {r['peak_rss_mib']:>13.0f} {r['peak_pss_mib']:>13.0f} "
             f"{r['procs']:>5} {r['out_bytes'] / 1e6:>7.0f} {r['seconds'] and base['seconds'] / r['seconds']:>7.2f}x"
         )
     print(
