@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import falcon.testing
@@ -14,7 +15,9 @@ from service.app import create_app
 from service.encoders import ARROW_STREAM
 from service.stores.base import Store
 from service.stores.lake import LakeStore
-from tests.support.service import make_lake
+from service.stores.questdb import QuestDBStore
+from tests.support.qdb import load_arrow
+from tests.support.service import lake_table, make_lake
 
 AT = 1_761_143_400_000_000_000  # 2025-10-22 14:30 UTC
 
@@ -109,3 +112,20 @@ def test_stores_without_checkpoints_answer_the_same(lake: Path) -> None:
         want = store.book("NVDA", at, 10, None, True)
         assert Store.book(store, "NVDA", at, 10, None, True) == want
         assert plain.book("NVDA", at, 10, None, True) == want
+
+
+@pytest.mark.questdb
+def test_questdb_store_answers_the_lakes_book(
+    lake: Path, questdb_url: str, questdb_module_tables: Callable[[str], str]
+) -> None:
+    """The QuestDB store's book (the day's rows in feed order from the real server) is the lake's."""
+    names = questdb_module_tables("t_book"), questdb_module_tables("t_book_log")
+    load_arrow(questdb_url, names, lake_table(lake))
+    qdb, lk = QuestDBStore(questdb_url, names[0], page_rows=5_000), LakeStore(lake)
+    client = falcon.testing.TestClient(create_app(qdb))
+    for at in (AT, AT + 123_456_789, 1_761_120_000_000_000_000, 1_761_177_000_000_000_000):
+        want = lk.book("NVDA", at, 10, None, True)
+        assert (want["bids"] and want["asks"]) or at == 1_761_120_000_000_000_000
+        assert qdb.book("NVDA", at, 10, None, True) == want
+        r = client.simulate_get("/api/mbo/book", params={"symbol": "NVDA", "at": str(at)})
+        assert r.status_code == 200 and r.json == lk.book("NVDA", at)
