@@ -385,9 +385,9 @@ class QwpSender:
         tbl = qwp_table(block)
 
         def attempt() -> None:
-            self._db.dataframe(
-                tbl, table_name=self.table, at="ts_event", max_rows_per_batch=self.options.flush_rows
-            )
+            # batches sized by the client (the negotiated per-batch byte cap), not by the ILP
+            # knob QDB_FLUSH_ROWS (50K-row batches held our QWP load at 0.59 of the ceiling, 0.80 without)
+            self._db.dataframe(tbl, table_name=self.table, at="ts_event")
 
         def again(exc: BaseException, delay: float) -> None:
             self.stats.retries += 1
