@@ -20,46 +20,28 @@ AT = "2025-10-22 14:30:00"
 AT_NS = 1_761_143_400_000_000_000
 
 
+def snapshot_json(lake: Path, at: str, capsys: pytest.CaptureFixture[str]) -> dict:
+    argv = [
+        "snapshot",
+        "--dir",
+        str(lake),
+        "--symbol",
+        "NVDA",
+        "--at",
+        at,
+        "--depth",
+        "3",
+        "--format",
+        "json",
+    ]
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
 def test_snapshot_json_is_the_api_answer(book_lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        main(
-            [
-                "snapshot",
-                "--dir",
-                str(book_lake),
-                "--symbol",
-                "NVDA",
-                "--at",
-                AT,
-                "--depth",
-                "3",
-                "--format",
-                "json",
-            ]
-        )
-        == 0
-    )
-    got = json.loads(capsys.readouterr().out)
+    got = snapshot_json(book_lake, AT, capsys)
     assert got == book_snapshot(book_lake, "NVDA", AT_NS, depth=3)
-    assert (
-        main(
-            [
-                "snapshot",
-                "--dir",
-                str(book_lake),
-                "--symbol",
-                "NVDA",
-                "--at",
-                str(AT_NS),
-                "--depth",
-                "3",
-                "--format",
-                "json",
-            ]
-        )
-        == 0
-    )
-    assert json.loads(capsys.readouterr().out) == got
+    assert snapshot_json(book_lake, str(AT_NS), capsys) == got  # ns or a datetime: the same instant
 
 
 def test_snapshot_table_shows_the_ladder(book_lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,29 +82,16 @@ def test_snapshot_bad_input_is_one_line(
     assert needle in err and err.count("\n") == 1
 
 
+def derive(lake: Path, schema: str, symbols: str, out: Path, quiet: bool = False) -> int:
+    argv = ["derive", "--dir", str(lake), "--schema", schema, "--date", "2025-10-22", "--symbols", symbols]
+    return main([*argv, "--output", str(out), *(["--quiet"] if quiet else [])])
+
+
 def test_derive_mbp10_equals_the_kernel_rows(
     book_lake: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "mbp"
-    assert (
-        main(
-            [
-                "derive",
-                "--dir",
-                str(book_lake),
-                "--schema",
-                "mbp-10",
-                "--date",
-                "2025-10-22",
-                "--symbols",
-                "MSFT,NVDA",
-                "--output",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert derive(book_lake, "mbp-10", "MSFT,NVDA", out, quiet=True) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith("derive: ") and "rows/s" in lines[-1]
     t = pq.read_table(out / "mbp-10_2025-10-22.parquet")
@@ -163,25 +132,7 @@ def test_derive_mbp10_equals_the_kernel_rows(
 
 
 def test_derive_bbo_one_row_per_interval(book_lake: Path, tmp_path: Path) -> None:
-    assert (
-        main(
-            [
-                "derive",
-                "--dir",
-                str(book_lake),
-                "--schema",
-                "bbo-1m",
-                "--date",
-                "2025-10-22",
-                "--symbols",
-                "AAPL",
-                "--output",
-                str(tmp_path),
-                "-q",
-            ]
-        )
-        == 0
-    )
+    assert derive(book_lake, "bbo-1m", "AAPL", tmp_path, quiet=True) == 0
     t = pq.read_table(tmp_path / "bbo-1m_2025-10-22.parquet").to_pandas()
     ts = t.ts_recv.astype("int64")
     assert (ts % 60_000_000_000 == 0).all() and ts.is_monotonic_increasing and ts.is_unique
@@ -191,24 +142,7 @@ def test_derive_bbo_one_row_per_interval(book_lake: Path, tmp_path: Path) -> Non
 def test_derive_unknown_symbol_fails_with_a_hint(
     book_lake: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        main(
-            [
-                "derive",
-                "--dir",
-                str(book_lake),
-                "--schema",
-                "mbp-1",
-                "--date",
-                "2025-10-22",
-                "--symbols",
-                "NVDX",
-                "--output",
-                str(tmp_path),
-            ]
-        )
-        == 1
-    )
+    assert derive(book_lake, "mbp-1", "NVDX", tmp_path) == 1
     assert "nearest: NVDA" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
