@@ -76,7 +76,12 @@ def child(name: str, table: str) -> dict:
         seconds = time.perf_counter() - t0
         rss = peak_rss_mib()  # before the digest, which holds whole columns
         (day,) = summary.written
-        out = {"rows": summary.rows, "seconds": seconds, "digest": digest(day.path), "mb": day.path.stat().st_size / 1e6}
+        out = {
+            "rows": summary.rows,
+            "seconds": seconds,
+            "digest": digest(day.path),
+            "mb": day.path.stat().st_size / 1e6,
+        }
     out.update(name=name, rows_per_s=out["rows"] / seconds, peak_rss_mib=rss)
     return out
 
@@ -88,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(name, table)))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--records", type=int, default=10_000_000, help="records of the generated day (default 10M)")
+    p.add_argument(
+        "--records", type=int, default=10_000_000, help="records of the generated day (default 10M)"
+    )
     p.add_argument("--trials", type=int, default=3, help="runs per path; the median is shown")
     p.add_argument("--keep", action="store_true", help="keep the bench table")
     args = p.parse_args(argv)
@@ -109,12 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         loaded = ingest_questdb([day], options=opts)
         if not loaded.ok:
             raise SystemExit(f"load failed: {loaded.failed}")
-        print(f"loaded {loaded.rows:,} rows via {loaded.protocol} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        print(
+            f"loaded {loaded.rows:,} rows via {loaded.protocol} in {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
         results = []
         for name in ("exp", "qwp"):
             trials = [run_child(Path(__file__), name, table) for _ in range(args.trials)]
             for t in trials:
-                print(f"  {name}: {t['seconds']:.2f} s, peak RSS {t['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+                print(
+                    f"  {name}: {t['seconds']:.2f} s, peak RSS {t['peak_rss_mib']:.0f} MiB", file=sys.stderr
+                )
             best = sorted(trials, key=lambda r: r["seconds"])[len(trials) // 2]
             best["seconds"] = statistics.median(r["seconds"] for r in trials)
             best["rows_per_s"] = best["rows"] / best["seconds"]

@@ -7,7 +7,14 @@ processes included) is sampled every 50 ms from /proc for the sum of RSS and the
 memory; RSS double-counts pages that forked children share). CPU seconds of the tree come from
 ``wait4``: rows per CPU-second is the figure that survives a busy machine.
 
-Usage: ``python bench/bench_ingest_parquet.py [--records 20000000] [--trials 1] [--jobs N]``.
+Rows: ``ours`` (the library call, after a warm-up run: the steady state), ``ours CLI`` (the whole
+``python -m engine.ingest`` command, start-up included: what a user waits for) and databento's
+``to_parquet()``. Below the table, where ``ours`` spends its time: CPU- and wall-seconds per stage
+(:mod:`engine.stages`: decompress, convert, sort, encode in the worker when it steals a stripe,
+the Parquet encoder process, waiting on it, writing the day file), and the start-up of the command
+line (``--help``, and a 2-record file end to end).
+
+Usage: ``python bench/bench_ingest_parquet.py [--records 20000000] [--trials 3] [--jobs N]``.
 """
 
 from __future__ import annotations
@@ -111,9 +118,34 @@ def run_measured(args: list[str]) -> dict:
     return res
 
 
+def _forkserver_cpu() -> float:
+    """CPU seconds of the forkserver and the children it has reaped (our file workers and encoders
+    are its children, not ours, so ``RUSAGE_CHILDREN`` never sees them)."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if not pid:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            f = fh.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
+def _forkserver_pid() -> int:
+    from multiprocessing import forkserver
+
+    return getattr(forkserver._forkserver, "_forkserver_pid", None) or 0
+
+
 def child(which: str, src: str, out: str, jobs: int | None) -> None:
     """Runs in the measured interpreter: convert ``src`` into ``out``, print one JSON line."""
     import resource
+
+    extra: dict = {}
+    extra_cpu = 0.0
 
     with open(src, "rb") as fh:  # same page-cache state for both paths
         while fh.read(16 << 20):
@@ -127,11 +159,30 @@ def child(which: str, src: str, out: str, jobs: int | None) -> None:
         shutil.rmtree(out)
         t0 = time.perf_counter()
         c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        f0 = _forkserver_cpu()
         s = ingest_parquet([src], out, force=True, jobs=jobs, quiet=True)
         secs = time.perf_counter() - t0
+        deadline = time.monotonic() + 10  # the forkserver reaps the last workers a moment later
+        while _children(_forkserver_pid()) != [_forkserver_pid()] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        extra_cpu = _forkserver_cpu() - f0
         if s.failed:
             raise SystemExit(f"ingest failed: {s.failed}")
         rows = s.rows
+        extra = {"stages": s.stages, "file_seconds": s.file_seconds}
+    elif which == "cli":
+        t0 = time.perf_counter()
+        c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        cmd = [sys.executable, "-m", "engine.ingest", src, "--parquet", out, "--quiet", "--force"]
+        cmd += ["--jobs", str(jobs)] if jobs else []
+        subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL)
+        secs = time.perf_counter() - t0
+        import pyarrow.parquet as pq
+
+        rows = sum(pq.read_metadata(p).num_rows for p in Path(out).glob("mbo_*.parquet"))
+        extra = {
+            "cpu_unknown": True
+        }  # the command's forkserver outlives it: its workers' CPU is not ours to see
     else:
         import databento as db
 
@@ -146,8 +197,9 @@ def child(which: str, src: str, out: str, jobs: int | None) -> None:
         rows = pq.read_metadata(Path(out) / "databento.parquet").num_rows
     c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in zip(c0, c1, strict=True))
+    cpu += extra_cpu
     size = sum(p.stat().st_size for p in Path(out).glob("*.parquet"))
-    print(json.dumps({"rows": rows, "seconds": secs, "cpu_s": cpu, "out_bytes": size}))
+    print(json.dumps({"rows": rows, "seconds": secs, "cpu_s": cpu, "out_bytes": size, **extra}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,12 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     src = generated_day(a.records)
     in_bytes = src.stat().st_size
     results = []
-    paths = ["ours"] + ([] if a.skip_baseline else ["databento to_parquet"])
+    paths = ["ours", "ours CLI"] + ([] if a.skip_baseline else ["databento to_parquet"])
     for name in paths:
         trials = []
         for _ in range(a.trials):
             with tempfile.TemporaryDirectory(dir=src.parent) as tmp:
-                kind = "ours" if name == "ours" else "databento"
+                kind = {"ours": "ours", "ours CLI": "cli"}.get(name, "databento")
                 trials.append(run_measured([kind, str(src), str(Path(tmp) / "out"), str(a.jobs or "-")]))
         trials.sort(key=lambda r: r["seconds"])
         r = trials[len(trials) // 2]
@@ -193,14 +245,62 @@ def main(argv: list[str] | None = None) -> int:
         rate = r["rows"] / r["seconds"]
         print(
             f"{r['name']:<22} {r['rows']:>12,} {r['seconds']:>8.2f} {rate:>11,.0f} {in_bytes / r['seconds'] / 1e6:>7.1f} "
-            f"{r['rows'] / max(r['cpu_s'], 1e-9):>11,.0f} {r['peak_rss_mib']:>13.0f} {r['peak_pss_mib']:>13.0f} "
+            f"{'n/a' if r.get('cpu_unknown') else format(r['rows'] / max(r['cpu_s'], 1e-9), ',.0f'):>11} {r['peak_rss_mib']:>13.0f} {r['peak_pss_mib']:>13.0f} "
             f"{r['procs']:>5} {r['out_bytes'] / 1e6:>7.0f} {r['seconds'] and base['seconds'] / r['seconds']:>7.2f}x"
         )
     print(
         "RSS sums every process's resident pages (pages shared by forked processes count once per process); "
         "PSS splits shared pages between the processes that map them."
     )
+    print_stages(results[0])
+    print_startup()
     return 0
+
+
+def print_stages(r: dict) -> None:
+    """Where ``ours`` spent its time, per stage (CPU-s and wall-s, and CPU ns a row)."""
+    stages = r.get("stages") or {}
+    rows = max(r["rows"], 1)
+    print(
+        f"\nwhere ours spends its time ({r['rows']:,} rows, {r['seconds']:.2f} s wall, {r['cpu_s']:.2f} CPU-s):"
+    )
+    print(f"{'stage':<18} {'CPU s':>8} {'wall s':>8} {'CPU ns/row':>11}")
+    worker_wall = 0.0
+    for name, (cpu, wall) in sorted(stages.items(), key=lambda kv: -kv[1][0]):
+        print(f"{name:<18} {cpu:>8.2f} {wall:>8.2f} {cpu / rows * 1e9:>11.0f}")
+        if name != "Parquet encoder":  # the helper process's time runs beside the worker's
+            worker_wall += wall
+    idle = max(r.get("file_seconds", 0.0) - worker_wall, 0.0)
+    rest = max(r["cpu_s"] - sum(c for c, _ in stages.values()), 0.0)
+    print(
+        f"{'worker, other':<18} {'':>8} {idle:>8.2f} {'':>11}   (the file worker's wall time outside the stages)"
+    )
+    print(
+        f"{'untracked CPU':<18} {rest:>8.2f} {'':>8} {rest / rows * 1e9:>11.0f}   (parent, start-up, Python glue)"
+    )
+
+
+def print_startup(trials: int = 5) -> None:
+    """The command line's start-up: --help, and a 2-record file end to end (median of ``trials``)."""
+    root = Path(__file__).resolve().parents[1]
+    tiny = root.parent / "shared/data/dbn/databento-dbn/test_data.mbo.v3.dbn.zst"
+
+    def wall(args: list[str]) -> float:
+        times = []
+        for _ in range(trials):
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                cmd = [sys.executable, "-m", "engine.ingest", *[a.replace("{tmp}", tmp) for a in args]]
+                subprocess.run(cmd, check=True, cwd=root, stdout=subprocess.DEVNULL)
+                times.append(time.perf_counter() - t0)
+        return sorted(times)[len(times) // 2]
+
+    print("\nstart-up (median of 5):")
+    print(f"  datapair-ingest --help: {wall(['--help']):.2f} s")
+    if tiny.exists():
+        print(
+            f"  datapair-ingest on a 2-record file, to the summary line: {wall([str(tiny), '--parquet', '{tmp}', '--quiet']):.2f} s"
+        )
 
 
 if __name__ == "__main__":

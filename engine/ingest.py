@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.cli import ArgumentParser, run_cli
-from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
+from engine.defaults import DEFAULT_BLOCK_BYTES, default_jobs
 from engine.inputs import find_inputs, nearest, parse_symbols, read_symbol_filter
-from engine.lake.ingest import default_jobs, ingest_parquet
+from engine.pipeline.forkserver import preload
 from engine.questdb.args import add_questdb_arguments, questdb_options_from_args
 from engine.questdb.conf import QuestDBOptions
-from engine.questdb.ingest import ingest_questdb, questdb_sink_factory
 
 __all__ = ["main", "make_parser"]
 
@@ -107,6 +106,11 @@ def make_parser() -> argparse.ArgumentParser:
         "failing the file; the count goes to the summary and the lake footers",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--book-index",
+        action="store_true",
+        help="after the lake days are written, write their book checkpoints (as `datapair-book index`)",
+    )
     add_questdb_arguments(p)
     p.add_argument(
         "--block-mb",
@@ -163,6 +167,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     qdb = questdb_options_from_args(args)
     if args.cluster is not None:
         return _run_cluster(args, inputs, symbols, qdb, block_bytes)
+    # imported here, once the arguments and inputs are good: --help and usage errors need none of
+    # it, and each path loads only its own (the lake path no QuestDB client or pandas). The
+    # workers' forkserver starts first, importing their modules on the other core meanwhile.
+    if qdb is None or args.parquet is not None:
+        preload(["engine.lake.ingest"] + (["engine.questdb.ingest"] if qdb is not None else []))
+    if qdb is not None:
+        from engine.questdb.ingest import ingest_questdb, questdb_sink_factory
     if qdb is not None and args.parquet is None:  # QuestDB alone
         qsummary = ingest_questdb(
             inputs, options=qdb, symbols=symbols, quiet=args.quiet, block_bytes=block_bytes,
@@ -170,6 +181,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )  # fmt: skip
         print(qsummary.line())
         return qsummary.exit_code
+    from engine.lake.ingest import ingest_parquet
+
     extra = [questdb_sink_factory(qdb, symbols)] if qdb is not None else []
     summary = ingest_parquet(
         inputs,
@@ -190,6 +203,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if symbols is not None and not summary.skipped:
         _warn_unmatched(symbols, summary.symbols_matched, summary.symbols_known)
     print(summary.line())
+    if args.book_index and summary.outputs:
+        _book_index(args.parquet or os.environ.get("DATAPAIR_LAKE", DEFAULT_LAKE), summary.outputs)
     return 0 if summary.ok else 1
 
 
@@ -217,6 +232,18 @@ def _run_cluster(
         print(f"datapair-ingest: FAILED {what}", file=sys.stderr)
     print(summary.line())
     return 0 if summary.ok else 1
+
+
+def _book_index(lake: str, outputs: list[str]) -> None:
+    """Book checkpoints of the days this run wrote (``--book-index``)."""
+    from engine.book.index import index_lake
+    from engine.lake.layout import parse_lake_name
+    from engine.progress import RateClock, summary_line
+
+    days = sorted({f.day for o in outputs if (f := parse_lake_name(o)) is not None})
+    clock = RateClock()
+    s = index_lake(lake, days)
+    print(summary_line(s.rows, clock.seconds, label=f"book index: {s.checkpoints:,} checkpoints"))
 
 
 if __name__ == "__main__":

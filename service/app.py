@@ -43,6 +43,7 @@ from service.errors import BodyTooLargeError, NotAcceptableError, TooManyRowsErr
 from service.openapi import build_spec
 from service.resources import (
     BarsResource,
+    BookResource,
     DataResource,
     HealthResource,
     OpenAPIResource,
@@ -140,6 +141,7 @@ ROUTES: dict[str, Callable[[AppParts], object]] = {
     "/api/mbo/ticks": lambda p: TicksResource(p.store, p.settings.default_symbol),
     "/api/mbo/symbols": lambda p: SymbolsResource(p.store),
     "/api/mbo/range": lambda p: RangeResource(p.store, p.settings.default_symbol),
+    "/api/mbo/book": lambda p: BookResource(p.store, p.settings.default_symbol),
     "/health": lambda p: HealthResource(p.store),
     "/openapi.json": lambda p: OpenAPIResource(p.spec),
     "/": lambda p: PageResource(p.settings.default_symbol),

@@ -10,12 +10,14 @@ ndjson     application/x-ndjson                 one databento JSON record per li
 csv        text/csv                             the canonical columns (DESIGN.md section 3) with a
                                                 header; timestamps as integer ns, ``price`` empty
                                                 when undefined, ``price_raw`` beside it
-arrow      application/vnd.apache.arrow.stream  Arrow IPC stream of ``MBO_SCHEMA`` batches
-parquet    application/vnd.apache.parquet       a Parquet file of ``MBO_SCHEMA``, one row group
+arrow      application/vnd.apache.arrow.stream  Arrow IPC stream of ``ANSWER_SCHEMA`` batches
+parquet    application/vnd.apache.parquet       a Parquet file of ``ANSWER_SCHEMA``, one row group
                                                 per batch
 =========  ===================================  =================================================
 
-Every encoder holds one batch at a time, so memory does not grow with the answer.
+Every encoder holds one batch at a time, so memory does not grow with the answer. Every format
+gives the DBN unsigned fields (``order_id``, ``size``, ``instrument_id``, ...) unsigned
+(:data:`engine.dbn.columns.UNSIGNED`): the stores keep them signed with the same bits.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from engine.dbn.columns import MBO_SCHEMA
+from engine.dbn.columns import MBO_SCHEMA, unsigned_batch, unsigned_schema
 from engine.errors import QueryError
 from service.dbjson import MAX_RECORD_BYTES, write_mbo_json
 from service.errors import NotAcceptableError
@@ -201,11 +203,8 @@ def encode(fmt: str, batches: Iterable[pa.RecordBatch], schema: pa.Schema = MBO_
         return _json(batches, array=True)
     if fmt == "ndjson":
         return _json(batches, array=False)
-    if fmt == "csv":
-        return _csv(batches, schema)
-    if fmt == "arrow":
-        return _arrow(batches, schema)
-    if fmt == "parquet":
-        return _parquet(batches, schema)
+    if fmt in ("csv", "arrow", "parquet"):
+        unsigned = (unsigned_batch(b) for b in batches)
+        return {"csv": _csv, "arrow": _arrow, "parquet": _parquet}[fmt](unsigned, unsigned_schema(schema))
     msg = f"`format` must be one of {', '.join(FORMATS)}, got {fmt!r}"
     raise QueryError(msg)

@@ -159,6 +159,13 @@ def build_spec(version: str = "0.1.0") -> dict[str, Any]:
                     "responses": {"200": {"description": "{symbol, start, end, offset, limit, count, has_more, next_offset?, ticks: [...]}; Arrow: X-Has-More, X-Next-Offset headers", "content": {"application/json": {}, **arrow}}, **_errors(400, 404, 503)},
                 }
             },
+            "/api/mbo/book": {
+                "get": {
+                    "summary": "The order book of a symbol after every record of that UTC day with ts_recv <= at (levels merged across venues unless publisher)",
+                    "parameters": [sym, _q("at", "The instant (required). " + _TS_DESC, _TS, True), _q("depth", "Levels per side, best first (default 10)", {"type": "integer", "minimum": 1, "maximum": 1000}), _q("publisher", "One venue's publisher_id (default: all, merged by price)", {"type": "integer", "minimum": 0, "maximum": 65535}), _q("orders", "List each level's orders in queue order", {"type": "boolean", "default": False}), tz],
+                    "responses": {"200": {"description": "{symbol, at, ts_recv (last applied record, null if none), bids: [{price, price_raw, size, count, orders?: [{order_id, size, publisher_id}]}], asks: [...]}; Arrow: one row per level (side, level, price, price_raw, size, count[, orders]), X-Book-At / X-Book-Ts-Recv headers", "content": {"application/json": {}, **arrow}}, **_errors(400, 404, 503)},
+                }
+            },
             "/health": {"get": {"summary": "Is the store reachable", "responses": {"200": {"description": "{status: ok, store: {kind, rows, ping_ms, ...}}"}, "503": {"description": "{status: unavailable, store: {kind}} (the reason is in the log)"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/": {"get": {"summary": "The chart page (HTML; `?symbol=` picks the first symbol shown)", "parameters": [_q("symbol", "Symbol shown first")], "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}, "304": {"description": "Not modified (ETag)"}}}},

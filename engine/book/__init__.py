@@ -4,9 +4,13 @@ Input is plain NumPy column arrays in feed order, the lake's columns: ``action``
 int8 codes into :data:`ACTIONS` / :data:`SIDES`, ``price_raw``, ``size``, ``order_id``, ``flags``,
 ``instrument_id``, ``publisher_id`` (MBP and BBO also read ``ts_event``, ``ts_recv``,
 ``ts_in_delta``, ``sequence``); :func:`columns_from_records` makes them from databento's
-``to_ndarray()``. This package may import only NumPy, Numba, the standard library and
-:mod:`engine.errors` (nothing else from the engine), so it does not depend on how the rest of
-the engine decodes files.
+``to_ndarray()``. The kernel modules (everything this ``__init__`` imports) may import only NumPy,
+Numba, the standard library and :mod:`engine.errors` (nothing else from the engine), so they do
+not depend on how the rest of the engine decodes files. The lake glue sits beside them and is
+not imported here: :mod:`~engine.book.rows` (a symbol-day's lake rows in feed order),
+:mod:`~engine.book.index` (minute checkpoints in ``LAKE/_book``), :mod:`~engine.book.snapshot`
+(the book at any instant), :mod:`~engine.book.derive` (MBP/BBO Parquet series) and the CLI
+``python -m engine.book`` (``datapair-book``); they may read the lake (``tests/test_layout.py``).
 
 Modules: :mod:`~engine.book.codes` (codes, flags, counter names, column helpers),
 :mod:`~engine.book.state` (the state arrays), :mod:`~engine.book.pointers` (why the per-record

@@ -8,7 +8,8 @@ QuestDB table and the service. Conversion is one Numba pass over each block
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,15 +30,22 @@ from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
 from engine.dbn.reader import DBNReader
 from engine.dbn.symbology import Symbology
 from engine.errors import DecodeError
+from engine.stages import add as add_stage
 
 __all__ = [
     "ACTION_DICT",
+    "ANSWER_SCHEMA",
     "COLUMNS",
     "MBO_SCHEMA",
     "SIDE_DICT",
+    "UNSIGNED",
     "ColumnBlock",
     "FileColumns",
     "iter_column_blocks",
+    "polars_unsigned",
+    "string_array",
+    "unsigned_batch",
+    "unsigned_schema",
 ]
 
 _TS = pa.timestamp("ns", tz="UTC")
@@ -64,9 +72,93 @@ MBO_SCHEMA = pa.schema(
 )
 """Arrow schema of the lake files and of every batch the engine produces."""
 
+UNSIGNED = {
+    "instrument_id": pa.uint32(),
+    "publisher_id": pa.uint16(),
+    "order_id": pa.uint64(),
+    "size": pa.uint32(),
+    "flags": pa.uint8(),
+    "channel_id": pa.uint8(),
+    "sequence": pa.uint32(),
+}
+"""The DBN unsigned fields and their DBN types (databento's ``to_df`` dtypes).
+
+The one rule for unsigned fields: storage is signed with the same bits (the lake's
+:data:`MBO_SCHEMA` and QuestDB, which has no unsigned types: DESIGN.md section 3), and every
+answer a user gets (``/data`` in any format, the chart API, the query CLI, OHLCV volumes) gives
+them back in these types, so an ``order_id`` above 2**63 or a ``size`` above 2**31 reads the
+same everywhere. :func:`unsigned_batch` (Arrow) and :func:`polars_unsigned` (Polars) convert.
+"""
+
+ANSWER_SCHEMA = pa.schema(
+    [pa.field(f.name, UNSIGNED.get(f.name, f.type), nullable=f.nullable) for f in MBO_SCHEMA]
+)
+""":data:`MBO_SCHEMA` with the unsigned fields in their DBN types: the schema of answers."""
+
+
+def _unsigned_array(arr: pa.Array, to: pa.DataType) -> pa.Array:
+    if arr.type == to:
+        return arr
+    if arr.type.bit_width == to.bit_width:  # the same bits read as unsigned: no copy
+        return pa.Array.from_buffers(to, len(arr), arr.buffers(), arr.null_count, arr.offset)
+    return arr.cast(to, safe=False)  # a narrower DBN field (u8 flags, u32 sequence): the low bits
+
+
+def unsigned_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` (any subset of the canonical columns) with the unsigned fields as :data:`UNSIGNED`."""
+    if not any(n in UNSIGNED and batch.schema.field(n).type != UNSIGNED[n] for n in batch.schema.names):
+        return batch
+    cols = [
+        _unsigned_array(c, UNSIGNED[n]) if n in UNSIGNED else c
+        for n, c in zip(batch.schema.names, batch.columns, strict=True)
+    ]
+    fields = [
+        pa.field(f.name, UNSIGNED[f.name], nullable=f.nullable) if f.name in UNSIGNED else f
+        for f in batch.schema
+    ]
+    return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields, metadata=batch.schema.metadata))
+
+
+def unsigned_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the unsigned fields as :data:`UNSIGNED` (the schema :func:`unsigned_batch` gives)."""
+    return pa.schema(
+        [
+            pa.field(f.name, UNSIGNED[f.name], nullable=f.nullable) if f.name in UNSIGNED else f
+            for f in schema
+        ],
+        metadata=schema.metadata,
+    )
+
+
+def polars_unsigned(names: list[str]) -> list[object]:
+    """Polars expressions giving the unsigned fields among ``names`` their DBN types (same bits)."""
+    import polars as pl
+
+    to = {"instrument_id": pl.UInt32, "publisher_id": pl.UInt16, "order_id": pl.UInt64, "size": pl.UInt32}
+    narrow = {"flags": pl.UInt8, "channel_id": pl.UInt8, "sequence": pl.UInt32}
+    out: list[object] = [pl.col(n).reinterpret(signed=False).cast(to[n]) for n in names if n in to]
+    return out + [pl.col(n).cast(narrow[n], strict=False) for n in names if n in narrow]
+
+
 COLUMNS = tuple(MBO_SCHEMA.names)
-ACTION_DICT = pa.array(ACTIONS, pa.string())
-SIDE_DICT = pa.array(SIDES, pa.string())
+
+
+def string_array(values: Sequence[str]) -> pa.Array:
+    """``values`` as an Arrow string array, built from its buffers.
+
+    ``pa.array`` would import pandas (about 0.2 s) to check whether a list is a pandas object;
+    the conversion paths never need pandas, so they build their few string arrays this way.
+    """
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    )
+
+
+ACTION_DICT = string_array(ACTIONS)
+SIDE_DICT = string_array(SIDES)
 
 _NUMERIC = {
     "instrument_id": np.int32, "publisher_id": np.int16, "ts_event": np.int64, "order_id": np.int64,
@@ -107,7 +199,7 @@ class ColumnBlock:
     def to_arrow(self, symbols: pa.Array | None = None) -> pa.RecordBatch:
         """A RecordBatch of :data:`MBO_SCHEMA`, zero copy over the NumPy columns."""
         a = self.arrays
-        sym_dict = symbols if symbols is not None else pa.array(self.symbols, pa.string())
+        sym_dict = symbols if symbols is not None else string_array(self.symbols)
         cols = []
         for f in MBO_SCHEMA:
             name = f.name
@@ -192,6 +284,7 @@ def iter_column_blocks(
         seen_mappings = 0
         bounds = np.empty(64, dtype=np.int64)
         for records in reader:
+            c0, w0 = time.thread_time(), time.perf_counter()
             if len(reader.symbol_mappings) > seen_mappings:
                 symbology.add_mapping_records(reader.symbol_mappings[seen_mappings:])
                 seen_mappings = len(reader.symbol_mappings)
@@ -204,6 +297,7 @@ def iter_column_blocks(
                 mask = np.empty(len(block), dtype=np.bool_)
                 kept = keep_codes(block.arrays["symbol"], wanted, mask)
                 if kept == 0:
+                    add_stage("convert", time.thread_time() - c0, time.perf_counter() - w0)
                     continue
                 if kept < len(block):
                     block = block.take(mask)
@@ -214,6 +308,7 @@ def iter_column_blocks(
             if len(bounds) < len(ts) + 2:
                 bounds = np.empty(len(ts) + 2, dtype=np.int64)
             k = split_days(ts, bounds)
+            add_stage("convert", time.thread_time() - c0, time.perf_counter() - w0)
             if k == 2:
                 yield block
             else:

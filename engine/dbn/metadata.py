@@ -12,6 +12,7 @@ from typing import BinaryIO
 import numpy as np
 
 from engine.dbn.stream import open_stream, read_exact, read_upto
+from engine.defaults import DEFAULT_BLOCK_BYTES
 from engine.errors import DecodeError
 
 __all__ = [
@@ -71,7 +72,6 @@ MIN_RECORD_BYTES = 16
 """The smallest record DBN has: the record header alone (length, rtype, publisher, instrument, ts_event)."""
 UNDEF_PRICE = 2**63 - 1
 UNDEF_TIMESTAMP = 2**64 - 1
-DEFAULT_BLOCK_BYTES = 2 << 20
 MAX_RECORD_BYTES = 255 * 4
 SCHEMA_MIXED = 0xFFFF
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from engine.dbn.metadata import (
 )
 from engine.dbn.stream import open_stream
 from engine.errors import DecodeError
+from engine.stages import add as add_stage
 
 __all__ = ["DBNReader", "SymbolMappingRecord"]
 
@@ -144,9 +146,11 @@ class DBNReader:
         mixed = self.metadata.schema is None
         carry = b""
         while True:
+            c0, w0 = time.thread_time(), time.perf_counter()
             buf = np.empty(self.block_bytes + len(carry), dtype=np.uint8)
             buf[: len(carry)] = np.frombuffer(carry, dtype=np.uint8)
             end = self._fill(buf, len(carry))
+            add_stage("decompress", time.thread_time() - c0, time.perf_counter() - w0)
             eof = end < len(buf)
             if end == 0:
                 return

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.dbn.columns import ACTION_DICT, COLUMNS, MBO_SCHEMA, SIDE_DICT
+from engine.dbn.columns import ACTION_DICT, COLUMNS, MBO_SCHEMA, SIDE_DICT, string_array
 from engine.lake.kernels import cut_row_groups
 from engine.pipeline.offload import OffloadSpec
 
@@ -195,7 +195,7 @@ def encode_stripe(arrays: dict[str, np.ndarray], job: StripeJob, options: Parque
             while starts[j1] < hi:
                 j1 += 1
             codes = arrays["symbol"][lo:hi] - np.int32(j0)
-            batch = to_batch(arrays, lo, hi, codes, pa.array(job.names[j0:j1], pa.string()))
+            batch = to_batch(arrays, lo, hi, codes, string_array(job.names[j0:j1]))
             w.write_batch(batch, row_group_size=hi - lo)
     return k - 1
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import Interrupted
-from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
+from engine.defaults import DEFAULT_BLOCK_BYTES, default_jobs
 from engine.errors import ConfigError, DatapairError
 from engine.inputs import find_inputs
 from engine.lake.encode import ParquetOptions, offload_spec
@@ -30,6 +30,7 @@ from engine.pipeline.pool import run_pipeline
 from engine.pipeline.process import FileOutcome, ProgressEvent, Report
 from engine.pipeline.sinks import CompleteSink, FileSink, SinkFactory
 from engine.progress import ProgressBoard, RateClock, show_progress, summary_line
+from engine.stages import merge as merge_stages
 
 __all__ = [
     "IngestSummary",
@@ -69,6 +70,10 @@ class IngestSummary:
     """Corrupt records skipped (``skip_bad_records``)."""
     outcomes: list[FileOutcome] = field(default_factory=list)
     """Each converted (not skipped) file's outcome: rows, seconds, outputs, message."""
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    """CPU and wall seconds per stage, summed over the files (:mod:`engine.stages`)."""
+    file_seconds: float = 0.0
+    """Wall seconds the file workers held files, summed (the rest of their time is start-up or idle)."""
 
     @property
     def ok(self) -> bool:
@@ -125,11 +130,6 @@ class ParquetSinkFactory:
             self.out_dir, source, day_files=self.day_files, by_symbol=self.by_symbol, options=self.options,
             replace_damaged=self.replace_damaged,
         )  # fmt: skip  # the pipeline's encoder process, if any, is found through engine.lake.encode.worker_encoder()
-
-
-def default_jobs() -> int:
-    """Worker processes by default: the number of cores."""
-    return max(1, os.cpu_count() or 1)
 
 
 def files_at_once(jobs: int) -> int:
@@ -306,6 +306,8 @@ def ingest_parquet(
             raise
     summary.outcomes = outcomes
     for o in outcomes:
+        merge_stages(summary.stages, o.stages)
+        summary.file_seconds += o.seconds
         if o.ok:
             summary.rows += o.rows
             summary.bytes += o.nbytes

@@ -38,13 +38,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from engine.dbn.kernels import NS_PER_DAY
 from engine.errors import SinkError
 from engine.lake.store import LakePath, parquet_metadata, resolve
 from engine.tempfiles import remove_stale_temps, temp_path
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 __all__ = [
     "LAYOUT",
@@ -64,6 +67,8 @@ __all__ = [
     "parse_lake_name",
     "read_lake_info",
     "remove_stale_temps",
+    "source_keys",
+    "symbol_file_covers",
     "temp_path",
 ]
 
@@ -296,6 +301,23 @@ def read_lake_info(path: LakePath) -> LakeInfo:
         msg = f"{p}: malformed datapair metadata ({exc})"
         raise SinkError(msg) from None
     return LakeInfo(p, rows, md.num_rows, md.num_row_groups, kv.get(META_DAY), kv.get(META_SYMBOL), sources)
+
+
+def source_keys(md: pq.FileMetaData) -> frozenset[tuple[str, int, int]]:
+    """The (name, size, mtime_ns) of every source a lake file's footer lists (empty if none)."""
+    raw = (md.metadata or {}).get(META_SOURCE.encode())
+    try:
+        entries = json.loads(raw) if raw else []
+        return frozenset((str(e["name"]), int(e["size"]), int(e["mtime_ns"])) for e in entries)
+    except (ValueError, KeyError, TypeError):
+        return frozenset()
+
+
+def symbol_file_covers(symbol_file: pq.FileMetaData, day_file: pq.FileMetaData) -> bool:
+    """Whether a symbol's own file holds all the day file holds for it: its sources include the
+    day file's. Readers use the symbol file only then, whatever the names or ages say (a day
+    re-ingested with one more source must not be shadowed by an older symbol file)."""
+    return source_keys(symbol_file) >= source_keys(day_file)
 
 
 @contextmanager

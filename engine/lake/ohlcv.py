@@ -32,6 +32,12 @@ BAR_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume", "trades
 _INTERVAL = re.compile(r"^([1-9][0-9]{0,8})([smhd])$")
 
 
+def _unsigned_size(lazy_frame: pl.LazyFrame) -> pl.Expr:
+    """``size`` as DBN's u32 whether the frame holds the lake's signed bits or unsigned values."""
+    dtype = lazy_frame.collect_schema()["size"]
+    return pl.col("size").reinterpret(signed=False) if dtype.is_signed_integer() else pl.col("size")
+
+
 def parse_interval(text: str) -> str:
     """Validate a bar interval (``30s``, ``1m``, ``4h``, ``1d``) and return it as a Polars duration.
 
@@ -107,7 +113,7 @@ def ohlcv(lazy_frame: pl.LazyFrame, interval: str, tz: str | None = None) -> pl.
         ts.dt.truncate(every).alias("ts"),
         pl.col("ts_event"),
         pl.col("price"),
-        pl.col("size").cast(pl.Int64),
+        _unsigned_size(lazy_frame).cast(pl.Int64),
     )
     # open/close without sorting the trades: the price at the first/last ts_event of the bar; among
     # trades sharing that ts_event, the first/last in input order (arrival order in the lake).

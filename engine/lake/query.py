@@ -7,6 +7,7 @@ import os
 
 import polars as pl
 
+from engine.dbn.columns import polars_unsigned
 from engine.errors import QueryError
 from engine.lake.ohlcv import ohlcv, parse_interval, parse_tz
 from engine.lake.scan import scan_lake
@@ -46,6 +47,7 @@ def run_query(
         parse_interval(interval)
     zone = parse_tz(tz)
     lf = scan_lake(lake_dir, symbol=symbol, start=start, end=end)
+    lf = lf.with_columns(polars_unsigned(lf.collect_schema().names()))  # DBN's unsigned types (README)
     if interval is not None:
         lf = ohlcv(lf, interval, zone)
     elif zone is not None:

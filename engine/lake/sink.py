@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.dbn.columns import MBO_SCHEMA, ColumnBlock
+from engine.dbn.columns import MBO_SCHEMA, ColumnBlock, string_array
 from engine.errors import SinkError
 from engine.lake.encode import (
     ROW_DTYPES,
@@ -60,6 +61,8 @@ from engine.lake.layout import (
     temp_path,
 )
 from engine.pipeline.sinks import FileSink, SinkResult
+from engine.stages import add as add_stage
+from engine.stages import stage
 
 __all__ = ["ParquetSink", "commit_output", "lake_metadata"]
 
@@ -315,7 +318,7 @@ class ParquetSink(FileSink):
             for key in list(self._pending):
                 self._flush_pending(key)
             source = replace(self.source, rows_by_day=dict(self.rows_by_day))
-            with lake_lock(self.out_dir):
+            with stage("write"), lake_lock(self.out_dir):
                 outs: list[_DayFile | _SymbolFile] = [*self._days.values(), *self._symbol_files.values()]
                 outputs = [str(commit_output(out, source, self.replace_damaged)) for out in outs]
         except BaseException:
@@ -359,7 +362,9 @@ class ParquetSink(FileSink):
     def _collect(self, block: bool) -> None:
         """Take finished parts from the encoder and append the ready ones to their day files."""
         failed = None
-        for seq, error in self.encoder.completed(block=block):
+        with stage("wait") if block else contextlib.nullcontext():
+            finished = self.encoder.completed(block=block)
+        for seq, error in finished:
             job = self._inflight.pop(seq, None)
             if job is None:
                 continue
@@ -383,6 +388,7 @@ class ParquetSink(FileSink):
         perm = np.empty(n, dtype=np.int64)
         run_ranks = np.empty(len(rank) + 1, dtype=np.int64)
         run_starts = np.empty(len(rank) + 1, dtype=np.int64)
+        c0, w0 = time.thread_time(), time.perf_counter()
         runs = sort_by_symbol(buf["symbol"][:n], rank, perm, run_ranks, run_starts)
         starts = run_starts[: runs + 1].copy()
         names = [self._symbols[self._order[r]] for r in run_ranks[:runs]]
@@ -401,6 +407,7 @@ class ParquetSink(FileSink):
             if name != "symbol":
                 gather_rows(src[:n], perm, out[name][:n])
         out["symbol"][:n] = np.repeat(np.arange(runs, dtype=np.int32), np.diff(starts))
+        add_stage("sort", time.thread_time() - c0, time.perf_counter() - w0)
         if self.by_symbol:
             for j, sym in enumerate(names):
                 lo, hi = int(starts[j]), int(starts[j + 1])
@@ -415,7 +422,8 @@ class ParquetSink(FileSink):
             f.order.append(seq)
             if local:
                 try:
-                    encode_stripe(out, job, self.options)
+                    with stage("encode"):
+                        encode_stripe(out, job, self.options)
                 except Exception:
                     Path(job.part).unlink(missing_ok=True)
                     raise
@@ -456,4 +464,4 @@ class ParquetSink(FileSink):
         for lo in range(0, rows, step):
             hi = min(lo + step, rows)
             codes = np.zeros(hi - lo, dtype=np.int32)
-            out.write(to_batch(cols, lo, hi, codes, pa.array([symbol], pa.string())))
+            out.write(to_batch(cols, lo, hi, codes, string_array([symbol])))

@@ -21,7 +21,7 @@ __all__ = ["RunWriter"]
 
 
 class RunWriter:
-    """Writes sorted (symbol, ts_event) batches as row groups cut at symbol boundaries.
+    """Writes batches sorted by symbol (each symbol's rows in feed order) as row groups cut at symbol boundaries.
 
     Small symbols are packed together up to ``row_group_rows``; a busy symbol's rows fill row
     groups of its own of at most ``max_row_group_rows``, as the ingest lays them out.
@@ -74,7 +74,7 @@ class RunWriter:
             self.flush(o.max_row_group_rows)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Add rows; ``batch`` must continue the (symbol, ts_event) order of the previous ones."""
+        """Add rows; ``batch`` must continue the symbol order of the previous ones."""
         if batch.num_rows == 0:
             return
         sym = batch.column(1)

@@ -6,6 +6,7 @@ is given, knowing them only through :class:`FileSink` / :class:`SinkFactory`.
 - :mod:`~engine.pipeline.sinks`: the sink interface (:class:`FileSink`, :class:`SinkResult`, :class:`SinkFactory`);
 - :mod:`~engine.pipeline.process`: one file through its sinks (:func:`process_file`);
 - :mod:`~engine.pipeline.pool`: file workers in processes (:func:`run_pipeline`);
+- :mod:`~engine.pipeline.forkserver`: the process model's forkserver, started early (:func:`preload`);
 - :mod:`~engine.pipeline.offload`: a helper process per worker, fed through shared-memory slots.
 
 May import: :mod:`engine.dbn` and the shared top-level modules (errors, progress, inputs).

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import SinkError
+from engine.stages import add as add_stage
 
 __all__ = ["OffloadSpec", "SlotChannel", "helper_main", "shared_slots", "slot_views"]
 
@@ -135,7 +137,8 @@ class SlotChannel:
         out: list[tuple[int, str | None]] = []
         try:
             while self._busy and self.conn.poll(None if block and not out else 0):
-                seq, error = self.conn.recv()
+                seq, error, cpu, wall = self.conn.recv()
+                add_stage(self.spec.name, cpu, wall)  # the helper's time, counted to this file
                 self._free.append(self._busy.pop(seq))
                 out.append((seq, error))
         except (OSError, EOFError):
@@ -160,13 +163,14 @@ def helper_main(conn: Connection, buf: Any, spec: OffloadSpec) -> None:
     lock = threading.Lock()
 
     def run(slot: int, job: Any) -> None:
+        c0, w0 = time.thread_time(), time.perf_counter()
         try:
             spec.handler(slots[slot], job)
             error = None
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
         with lock, contextlib.suppress(OSError):
-            conn.send((job.seq, error))
+            conn.send((job.seq, error, time.thread_time() - c0, time.perf_counter() - w0))
 
     with ThreadPoolExecutor(max(spec.threads, 1), thread_name_prefix="pipeline-helper") as pool:
         while True:

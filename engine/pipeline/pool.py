@@ -33,7 +33,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
@@ -41,13 +41,12 @@ from typing import Any
 
 from engine.cli import Interrupted
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
+from engine.pipeline.forkserver import context, preload
 from engine.pipeline.offload import OffloadSpec, SlotChannel, helper_main, shared_slots
 from engine.pipeline.process import FileOutcome, ProgressEvent, Report, process_file
 from engine.pipeline.sinks import SinkFactory
 
-__all__ = ["Reading", "preload", "run_pipeline"]
-
-_BASE_PRELOAD = ("engine.pipeline.pool",)
+__all__ = ["Reading", "child_setup", "preload", "run_pipeline"]
 
 
 @dataclass(frozen=True)
@@ -59,25 +58,7 @@ class Reading:
     skip_bad_records: bool = False
 
 
-def _context() -> Any:
-    return mp.get_context("forkserver")
-
-
-def preload(modules: Iterable[str] = ()) -> None:
-    """Name the modules the forkserver imports before it forks any child, and start it now.
-
-    Call it as early as possible (before reading inputs): the server imports NumPy, Numba and
-    whatever the sinks need while the caller does its own work, so the first worker forks
-    ready to decode. Later calls add modules only until the server has started.
-    """
-    from multiprocessing import forkserver
-
-    names = sorted({*_BASE_PRELOAD, *modules})
-    # Arrow's jemalloc runs a background thread: the forkserver must have none when it forks
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
-    ctx = _context()
-    ctx.set_forkserver_preload(names)
-    forkserver.ensure_running()
+_context = context
 
 
 def run_pipeline(
@@ -143,7 +124,7 @@ def _process(
 # -- children -----------------------------------------------------------------------------------------
 
 
-def _child_setup(run_pid: int) -> None:
+def child_setup(run_pid: int) -> None:
     """Every child: ignore Ctrl-C (the run stops us), default SIGTERM, die with the run.
 
     The OS parent of a child is the forkserver, which outlives the run while any child lives
@@ -179,7 +160,7 @@ def _watch_run(run_pid: int, fd: int) -> None:
 
 
 def _helper_main(conn: Connection, shm_name: str, spec: OffloadSpec, run_pid: int) -> None:
-    _child_setup(run_pid)
+    child_setup(run_pid)
     shm = SharedMemory(name=shm_name)
     try:
         helper_main(conn, shm.buf, spec)
@@ -200,7 +181,7 @@ def _worker_main(
     run_pid: int,
 ) -> None:
     """File worker process: take (index, path) tasks from its pipe until None; send events and outcomes back."""
-    _child_setup(run_pid)
+    child_setup(run_pid)
     shm = SharedMemory(name=helper[1]) if helper is not None else None
     channel = SlotChannel(helper[0], shm.buf, helper[2]) if helper is not None and shm is not None else None
     if helper is not None:

@@ -19,6 +19,7 @@ from engine.dbn.columns import FileColumns, iter_column_blocks
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
 from engine.errors import DatapairError
 from engine.pipeline.sinks import FileSink, SinkFactory
+from engine.stages import take as take_stages
 
 __all__ = ["FileOutcome", "ProgressEvent", "Report", "process_file"]
 
@@ -49,6 +50,8 @@ class FileOutcome:
     """With a symbol filter: every symbol the file's symbology names (for "did you mean")."""
     bad_records: int = 0
     """Corrupt records skipped (only with ``skip_bad_records``)."""
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    """CPU and wall seconds per stage spent on this file (:mod:`engine.stages`), helpers included."""
 
 
 @dataclass
@@ -87,6 +90,7 @@ def process_file(
     """
     p = Path(path)
     t0 = time.perf_counter()
+    take_stages()  # this file's time only
     out = FileOutcome(str(p), index)
     sinks: list[FileSink] = []
     state: list[FileColumns] = []
@@ -141,6 +145,7 @@ def process_file(
         for s in sinks:
             s.abort()
         out.seconds = time.perf_counter() - t0
+        out.stages = take_stages()
         if report is not None:
             done_bytes = out.nbytes if out.ok else 0
             records = out.records or out.rows

@@ -49,7 +49,7 @@ PARTITIONS = ("day", "hour")
 ENV_VARS: dict[str, str] = {
     "QUESTDB_URL": f"server HTTP endpoint: URL, host[:port] or client conf string (default {DEFAULT_URL})",
     "QDB_PROTOCOL": "default of --protocol: auto, qwp, ilp-http or ilp-tcp (default auto)",
-    "QDB_FLUSH_ROWS": "rows per ILP request and per QWP wire batch (default 50000)",
+    "QDB_FLUSH_ROWS": "rows per ILP request (default 50000; QWP batches are sized by the client)",
     "QDB_BATCH_BYTES": "bytes per ILP request, at most (default 3000000)",
     "QDB_QWP_ROWS": "rows per QWP bulk-load call, each one committed (default 500000)",
     "QDB_CONCURRENCY": "files loaded at once, each with its own sender (default 2; --jobs wins)",

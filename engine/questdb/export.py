@@ -1,7 +1,7 @@
 """Export QuestDB's ``mbo_ticks`` into the Parquet lake, day by day.
 
 For each UTC day D (the lake's day: the date of ts_recv) the export asks QuestDB for ``count()``
-of the day's rows, reads the rows ordered by symbol then ts_event, by default as Arrow batches of
+of the day's rows, reads the rows ordered by symbol, each symbol's in feed order, by default as Arrow batches of
 a QWP query (:class:`~engine.questdb.qwp_read.QwpExportClient`; 1.4-1.9x the rows/s of the
 other path on a 10M-row day, see ``bench/bench_export.py``), or as Parquet from ``/exp?fmt=parquet``
 through a temporary download (:class:`~engine.questdb.read.ExportClient`), and rewrites them as

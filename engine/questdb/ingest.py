@@ -7,10 +7,8 @@ files whose completion record says they are already loaded. :func:`ingest_file` 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import queue
-import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -24,6 +22,8 @@ from engine.dbn.columns import FileColumns, iter_column_blocks
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
 from engine.errors import DatapairError
 from engine.inputs import find_inputs
+from engine.pipeline.forkserver import context, preload
+from engine.pipeline.pool import child_setup
 from engine.progress import ProgressBoard, RateClock, show_progress, summary_line
 from engine.questdb.conf import QuestDBOptions
 from engine.questdb.resume import CountMismatchError
@@ -155,10 +155,12 @@ def ingest_file(
 _WORKER_QUEUE: Any = None
 
 
-def _init_worker(q: Any) -> None:
+def _init_worker(q: Any, run_pid: int) -> None:
+    """A loader process: ignores Ctrl-C (the parent stops it) and dies with the run, as every
+    child of the pipeline does (:func:`engine.pipeline.pool.child_setup`)."""
     global _WORKER_QUEUE
     _WORKER_QUEUE = q
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent stops us
+    child_setup(run_pid)
 
 
 def _worker(
@@ -257,9 +259,14 @@ def ingest_questdb(
                         skip_bad_records=skip_bad_records,
                     )
             else:
-                ctx = mp.get_context("spawn")
+                # the pipeline's one process model: children forked by the forkserver, which has
+                # imported this module (and so the decoder and the client) before the first fork
+                preload([__name__])
+                ctx = context()
                 q = ctx.Queue()
-                pool = ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(q,))
+                pool = ProcessPoolExecutor(
+                    n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(q, os.getpid())
+                )
                 futs: dict[Future[QuestDBFileResult], int] = {
                     pool.submit(_worker, str(p), opts, symbols, block_bytes, i, skip_bad_records): i
                     for i, p in enumerate(inputs)

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import questdb
 
-from engine.dbn.columns import ACTIONS, SIDES, ColumnBlock
+from engine.dbn.columns import ACTIONS, SIDES, ColumnBlock, string_array
 from engine.errors import SinkError
 from engine.questdb.conf import QuestDBOptions, ServerAddress
 from engine.questdb.http import Backoff, retry
@@ -156,11 +156,11 @@ def qwp_table(block: ColumnBlock) -> pa.Table:
         name = f.name
         if name == "symbol":
             cols.append(pa.DictionaryArray.from_arrays(_prim(a["symbol"].astype(np.int32, copy=False), pa.int32()),
-                                                       pa.array(block.symbols, pa.string())))  # fmt: skip
+                                                       string_array(block.symbols)))  # fmt: skip
         elif name in ("action", "side"):
             cats = ACTIONS if name == "action" else SIDES
             codes = _prim(a[name].astype(np.int32), pa.int32())
-            cols.append(pa.DictionaryArray.from_arrays(codes, pa.array(cats, pa.string())))
+            cols.append(pa.DictionaryArray.from_arrays(codes, string_array(cats)))
         elif name in ("ts_event", "ts_recv"):
             cols.append(_prim(a[name].astype(np.int64, copy=False), _TS))
         elif name == "flags":
@@ -385,9 +385,9 @@ class QwpSender:
         tbl = qwp_table(block)
 
         def attempt() -> None:
-            self._db.dataframe(
-                tbl, table_name=self.table, at="ts_event", max_rows_per_batch=self.options.flush_rows
-            )
+            # batches sized by the client (the negotiated per-batch byte cap), not by the ILP
+            # knob QDB_FLUSH_ROWS (50K-row batches held our QWP load at 0.59 of the ceiling, 0.80 without)
+            self._db.dataframe(tbl, table_name=self.table, at="ts_event")
 
         def again(exc: BaseException, delay: float) -> None:
             self.stats.retries += 1

@@ -16,7 +16,8 @@ the symbol is quoted as a SQL string literal.
 
 A lake day is the UTC date of ts_recv, so a day's query selects on ``ts_recv``; it also bounds the
 designated timestamp ``ts_event`` from above (one day past the day's end: DBN guarantees
-``ts_event <= ts_recv``) so QuestDB skips the later partitions.
+``ts_event <= ts_recv``) so QuestDB skips the later partitions. Rows come ordered by symbol, each
+symbol's in feed order (:data:`FEED_ORDER`), the lake's own order.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ _NULL_FILL = {  # QuestDB's NULL sentinels: a value equal to one is read back as
 }
 _RETRY_HTTP = {500, 502, 503, 504}
 _TS_COLUMNS = ("ts_event", "ts_recv")
+FEED_ORDER = "symbol, ts_recv, instrument_id, publisher_id, day_seq"
+"""A day's rows grouped by symbol, each symbol's rows in feed order (see :mod:`engine.questdb.keys`)."""
 
 
 def check_table(name: str) -> str:
@@ -107,9 +110,7 @@ class DayQuery:
         The export then never depends on how ``/exp`` encodes a nanosecond timestamp in Parquet.
         """
         cols = ", ".join(f"cast({c} AS LONG) AS {c}" if c in _TS_COLUMNS else c for c in COLUMNS)
-        return (
-            f"SELECT {cols} FROM {self.table} WHERE {self.where} ORDER BY symbol, ts_event, ts_recv, sequence"
-        )
+        return f"SELECT {cols} FROM {self.table} WHERE {self.where} ORDER BY {FEED_ORDER}"
 
     def statement(self) -> tuple[str, list[object]]:
         """The day's rows as one SQL with bind parameters (``$1``..), for a QWP query.
@@ -123,10 +124,7 @@ class DayQuery:
         if self.symbol is not None:
             where += " AND symbol = $4"
             binds.append(self.symbol)
-        sql = (
-            f"SELECT {', '.join(COLUMNS)} FROM {self.table} WHERE {where} "
-            "ORDER BY symbol, ts_event, ts_recv, sequence"
-        )
+        sql = f"SELECT {', '.join(COLUMNS)} FROM {self.table} WHERE {where} ORDER BY {FEED_ORDER}"
         return sql, binds
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.resources.book import BookResource
 from service.resources.chart import BarsResource, RangeResource, SymbolsResource, TicksResource
 from service.resources.data import DataResource
 from service.resources.meta import HealthResource, OpenAPIResource
@@ -10,6 +11,7 @@ from service.resources.timeconv import ToDatetimeResource, ToTimestampResource
 
 __all__ = [
     "BarsResource",
+    "BookResource",
     "DataResource",
     "HealthResource",
     "OpenAPIResource",

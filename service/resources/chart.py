@@ -18,11 +18,10 @@ from __future__ import annotations
 import math
 
 import falcon
-import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from engine.dbn.columns import MBO_SCHEMA
+from engine.dbn.columns import ANSWER_SCHEMA, unsigned_batch
 from engine.errors import QueryError
 from service.bars import RESOLUTIONS, bars_from_trades, pick_resolution
 from service.encoders import ARROW_STREAM
@@ -33,7 +32,6 @@ from service.timeparse import format_ns
 __all__ = ["BarsResource", "RangeResource", "SymbolsResource", "TicksResource"]
 
 MAX_TICKS = 50_000
-_TICK_UNSIGNED = {"instrument_id": np.uint32, "order_id": np.uint64, "size": np.uint32}
 
 
 def wants_arrow(req: falcon.Request) -> bool:
@@ -157,8 +155,6 @@ def tick_rows(table: pa.Table) -> list[dict[str, object]]:
             vals = col.cast(pa.int64()).to_pylist() if table.num_rows else []
         elif pa.types.is_dictionary(col.type):
             vals = col.cast(pa.string()).to_pylist()
-        elif name in _TICK_UNSIGNED:
-            vals = col.to_numpy(zero_copy_only=False).view(_TICK_UNSIGNED[name]).tolist()
         elif name == "price":
             vals = [None if math.isnan(v) else v for v in col.to_numpy(zero_copy_only=False).tolist()]
         else:
@@ -190,7 +186,7 @@ class TicksResource:
                 if lo < b.num_rows:
                     parts.append(b.slice(lo))
                 seen += b.num_rows
-        table = pa.Table.from_batches(parts, schema=parts[0].schema) if parts else None
+        table = pa.Table.from_batches([unsigned_batch(b) for b in parts]) if parts else None
         has_more = table is not None and table.num_rows > limit
         if table is not None:
             table = table.slice(0, limit)
@@ -200,7 +196,7 @@ class TicksResource:
             resp.set_header("X-Has-More", "true" if has_more else "false")
             if has_more:
                 resp.set_header("X-Next-Offset", str(offset + count))
-            resp.data = arrow_body(table if table is not None else MBO_SCHEMA.empty_table())
+            resp.data = arrow_body(table if table is not None else ANSWER_SCHEMA.empty_table())
             return
         body: dict[str, object] = {
             "symbol": symbol, "start": start, "end": end, "offset": offset, "limit": limit,

@@ -21,12 +21,13 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from engine.dbn.columns import MBO_SCHEMA
+from engine.dbn.kernels import NS_PER_DAY
 from engine.dbn.symbology import check_symbol
 from engine.errors import QueryError
 
@@ -191,6 +192,38 @@ class Store(ABC):
 
     def has_symbol(self, symbol: str) -> bool:
         return symbol in self.symbols()
+
+    def book(
+        self, symbol: str, at: int, depth: int = 10, publisher: int | None = None, orders: bool = False
+    ) -> dict[str, Any]:
+        """The book of ``symbol`` after every row with ``ts_recv <= at`` of that UTC day (see
+        :mod:`engine.book.snapshot` for the answer).
+
+        The default replays the day's rows of the symbol, read by :meth:`scan` in feed order from
+        the day's first ts_recv (a cursor just before midnight) up to ``at``; the lake store
+        starts from its checkpoints instead.
+        """
+        from engine.book.book import OrderBooks
+        from engine.book.rows import BOOK_READ, batch_columns
+        from engine.book.snapshot import book_answer, check_book_args, replay_blocks
+
+        at, depth, publisher = check_book_args(at, depth, publisher)
+        day0 = at - at % NS_PER_DAY
+        after = Cursor(day0 - 1, 2**31 - 1, 2**15 - 1) if day0 > 0 else None  # every row before midnight
+        query = RangeQuery(symbol, 0, 2**63 - 1, after=after)
+
+        def blocks() -> Iterator[dict[str, np.ndarray]]:
+            for b in self.scan(query, columns=BOOK_READ):
+                recv = ints(b.column("ts_recv"))
+                k = int(np.searchsorted(recv, at, side="right"))
+                if k:
+                    yield batch_columns(b.slice(0, k), BOOK_READ)
+                if k < len(recv):
+                    return
+
+        books = OrderBooks()
+        _, last = replay_blocks(books, blocks())
+        return book_answer(books, symbol, at, last, depth, publisher, orders)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and caches."""

@@ -1,7 +1,10 @@
 """The Parquet-lake store: reads only the files and row groups a request needs.
 
 Files are found with :func:`engine.lake.layout.list_lake` (``mbo_YYYY-MM-DD.parquet`` and per-symbol
-``mbo_SYMBOL_YYYY-MM-DD.parquet``; for a symbol and day its own file is preferred). Row groups
+``mbo_SYMBOL_YYYY-MM-DD.parquet``). For a symbol and day its own file is read when its footer's
+sources include every source of the day file (it holds all the day file holds for the symbol),
+else the day file: a day re-ingested with more sources is never shadowed by an older symbol file.
+Row groups
 are chosen by their footer statistics of ``symbol`` and ``ts_event``, never by the file's day, so
 a ``ts_event`` range that crosses days (or a day file's snapshot rows stamped days earlier) is
 found wherever it lies.
@@ -13,6 +16,12 @@ rows below the smallest minimum of the runs not yet opened are final and go out,
 only the runs that overlap in time are in memory (one or two for a lake written in stripes),
 whatever the range. Runs that start together keep file order, so rows equal on the key keep the
 file's order.
+
+Consistency while an ingest replaces files: a file is known by (inode, mtime, size) with the
+footer read from it. A scan opens every file it will read before its first row and reads only
+through those handles, so one answer comes from one version of each file, even when an ingest
+renames a new day file into place mid-answer (the old inode stays readable while open). A file
+that no longer matches its footer when opened makes the store list the lake again and retry.
 """
 
 from __future__ import annotations
@@ -20,15 +29,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from engine.book.snapshot import book_snapshot
 from engine.errors import StoreUnavailableError
 from engine.lake.layout import LakeFile, list_lake, parse_lake_name
 from engine.lake.store import LakePath, resolve
@@ -47,56 +58,24 @@ from service.stores.base import (
     rebatch,
     skip_until_after,
 )
-from service.stores.lake_index import _MAX, _FileIndex, _RowGroup, index_file
+from service.stores.lakefiles import MAX, FileIndex, RowGroup, RowGroupCache, Stale, file_stamp, index_file
 
 __all__ = ["LakeStore"]
+
+_RETRIES = 5
+_T = TypeVar("_T")
 
 
 @dataclass
 class _Run:
-    file: _FileIndex
-    group: _RowGroup
+    file: FileIndex
+    group: RowGroup
     order: str = "feed"
 
     @property
     def ts_min(self) -> int:
         """The smallest value of the merge key's first column (ts_recv, or ts_event for bars)."""
         return self.group.recv_min if self.order == "feed" else self.group.ts_min
-
-
-class _RowGroupCache:
-    """Decoded row groups (all columns), least recently used out first, bounded in bytes."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.hits = 0
-        self.misses = 0
-        self._items: OrderedDict[tuple, pa.Table] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> pa.Table | None:
-        with self._lock:
-            t = self._items.get(key)
-            if t is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return t
-
-    def put(self, key: tuple, table: pa.Table) -> None:
-        size = table.nbytes
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = table
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self.bytes -= old.nbytes
 
 
 def _symbol_mask(col: pa.ChunkedArray | pa.Array, symbol: str) -> np.ndarray:
@@ -136,60 +115,63 @@ class LakeStore(Store):
 
     Parameters
     ----------
-    lake_dir : path-like or URL
-        The lake directory (``DATAPAIR_LAKE``, default ``./data/parquet``), or an object-store
-        prefix (``s3://bucket/lake``: :mod:`engine.lake.store`), listed again at most every
-        ``relist_seconds``.
+    lake_dir : path-like
+        The lake directory (``DATAPAIR_LAKE``, default ``./data/parquet``).
     cache_bytes : int
         Budget of the cache of decoded row groups (``DATAPAIR_LAKE_CACHE_MB``; 0: no cache).
         Row groups read whole for ``/data`` are kept, so repeated and neighbouring requests skip
         the Parquet decode; narrower reads (keys, bars) use it when it holds their row group.
+    checkpoints : bool
+        ``/api/mbo/book`` starts from the book checkpoints (``datapair-book index``) when they
+        exist and match the day file (default); False replays each day from its start.
     """
 
     kind = "lake"
 
     def __init__(
-        self, lake_dir: str | os.PathLike[str], cache_bytes: int = 256 * 2**20, relist_seconds: float = 2.0
+        self,
+        lake_dir: str | os.PathLike[str],
+        cache_bytes: int = 256 * 2**20,
+        checkpoints: bool = True,
+        relist_seconds: float = 2.0,
     ) -> None:
         self._where = resolve(lake_dir)
         self.lake_dir: LakePath = Path(self._where.root) if self._where.local else self._where.uri
         self.relist_seconds = relist_seconds
         self._listed_at = -float("inf")
-        self._cache = _RowGroupCache(cache_bytes) if cache_bytes > 0 else None
+        self.checkpoints = checkpoints
+        self._cache = RowGroupCache(cache_bytes) if cache_bytes > 0 else None
         self._lock = threading.Lock()
         self._dir_stamp: int | None = None
-        self._files: dict[LakePath, _FileIndex] = {}
-        self._day_files: dict[str, _FileIndex] = {}
-        self._symbol_files: dict[str, dict[str, _FileIndex]] = {}
+        self._files: dict[LakePath, FileIndex] = {}
+        self._day_files: dict[str, FileIndex] = {}
+        self._symbol_files: dict[str, dict[str, FileIndex]] = {}
 
     # -- listing -----------------------------------------------------------------------------
 
     def info(self) -> StoreInfo:
         return StoreInfo(self.kind, str(self.lake_dir))
 
-    def _entries(self) -> list[tuple[LakeFile, tuple[int, int]]]:
-        """Every lake file with its (mtime_ns, size) stamp."""
+    def _entries(self) -> list[tuple[LakeFile, tuple[int, int, int]]]:
+        """Every lake file with its stamp: (inode, mtime_ns, size); inode 0 in an object store."""
         if not self._where.local:
-            listed = [(parse_lake_name(n, self._where.path(n)), (m, z)) for n, z, m in self._where.listing()]
+            listed = [(parse_lake_name(n, self._where.path(n)), (0, m, z)) for n, z, m in self._where.listing()]
             return [(lf, st) for lf, st in listed if lf is not None]
         out = []
         for lf in list_lake(self.lake_dir, by_symbol=None):
             try:
-                st = Path(lf.path).stat()
+                out.append((lf, file_stamp(Path(lf.path).stat())))
             except OSError:
                 continue  # vanished
-            out.append((lf, (st.st_mtime_ns, st.st_size)))
         return out
 
     def _refresh(self) -> None:
-        if not self._where.local:
+        if not self._where.local:  # no directory mtime: listed again at most every relist_seconds
             now = time.monotonic()
             if now - self._listed_at < self.relist_seconds:
                 return
             if not self._where.exists():
-                msg = (
-                    f"the lake {self.lake_dir} cannot be listed (check DATAPAIR_LAKE and the AWS_* variables)"
-                )
+                msg = f"the lake {self.lake_dir} cannot be listed (check DATAPAIR_LAKE and the AWS_* variables)"
                 raise StoreUnavailableError(msg)
             self._reindex(None)
             self._listed_at = now
@@ -210,9 +192,9 @@ class LakeStore(Store):
 
     def _reindex(self, stamp: int | None) -> None:
         with self._lock:
-            files: dict[LakePath, _FileIndex] = {}
-            days: dict[str, _FileIndex] = {}
-            per_symbol: dict[str, dict[str, _FileIndex]] = {}
+            files: dict[LakePath, FileIndex] = {}
+            days: dict[str, FileIndex] = {}
+            per_symbol: dict[str, dict[str, FileIndex]] = {}
             for lf, fstamp in self._entries():
                 try:
                     old = self._files.get(lf.path)
@@ -232,12 +214,25 @@ class LakeStore(Store):
             self._files, self._day_files, self._symbol_files = files, days, per_symbol
             self._dir_stamp = stamp
 
-    def _files_for(self, symbol: str) -> list[_FileIndex]:
+    def _files_for(self, symbol: str) -> list[FileIndex]:
         self._refresh()
         own = self._symbol_files.get(symbol, {})
-        out = [own.get(day, f) for day, f in self._day_files.items()]
+        out = []
+        for day, f in self._day_files.items():
+            mine = own.get(day)
+            out.append(mine if mine is not None and mine.sources >= f.sources else f)
         out += [f for day, f in own.items() if day not in self._day_files]
         return out
+
+    def _retrying(self, answer: Callable[[], _T]) -> _T:
+        """``answer()``, listing the lake again when a file changed under it (an ingest replaced it)."""
+        for _ in range(_RETRIES):
+            try:
+                return answer()
+            except Stale:
+                self._dir_stamp, self._listed_at = None, -float("inf")  # list again, whatever the mtime says
+        msg = "the lake kept changing during the request; try again"
+        raise StoreUnavailableError(msg)
 
     def _runs(
         self, symbol: str, lo: int, hi: int, order: str = "feed", first_recv: int | None = None
@@ -269,23 +264,33 @@ class LakeStore(Store):
 
     # -- metadata answers ----------------------------------------------------------------------
 
-    def _file_symbols(self, f: _FileIndex) -> set[str]:
+    def _file_symbols(self, f: FileIndex) -> set[str]:
         if f._symbols is None:
             if f.symbol is not None:
                 names = {f.symbol}
             else:
                 names = {g.sym_min for g in f.groups if g.sym_min == g.sym_max}
                 pf = f.open()
-                for g in f.groups:  # one row group at a time: memory stays bounded
-                    if g.sym_min != g.sym_max:
-                        col = pf.read_row_group(g.index, columns=["symbol"]).column("symbol").combine_chunks()
-                        if isinstance(col, pa.DictionaryArray):
-                            col = col.dictionary.take(pc.unique(col.indices))
-                        names |= {v for v in pc.unique(col.cast(pa.string())).to_pylist() if v}
+                try:
+                    for g in f.groups:  # one row group at a time: memory stays bounded
+                        if g.sym_min != g.sym_max:
+                            col = (
+                                pf.read_row_group(g.index, columns=["symbol"])
+                                .column("symbol")
+                                .combine_chunks()
+                            )
+                            if isinstance(col, pa.DictionaryArray):
+                                col = col.dictionary.take(pc.unique(col.indices))
+                            names |= {v for v in pc.unique(col.cast(pa.string())).to_pylist() if v}
+                finally:
+                    pf.close(force=True)
             f._symbols = names
         return f._symbols
 
     def symbols(self) -> list[str]:
+        return self._retrying(self._symbols)
+
+    def _symbols(self) -> list[str]:
         self._refresh()
         names: set[str] = set(self._symbol_files)
         for f in self._day_files.values():
@@ -293,30 +298,49 @@ class LakeStore(Store):
         return sorted(names)
 
     def has_symbol(self, symbol: str) -> bool:
+        return self._retrying(lambda: self._has_symbol(symbol))
+
+    def _has_symbol(self, symbol: str) -> bool:
         self._refresh()
         if symbol in self._symbol_files:
             return True
         return any(symbol in self._file_symbols(f) for f in self._day_files.values())
 
-    def _file_range(self, f: _FileIndex, symbol: str) -> SymbolRange | None:
+    def _file_range(self, f: FileIndex, symbol: str) -> SymbolRange | None:
         if symbol not in f._ranges:
-            lo, hi, rows = _MAX, -1, 0
+            lo, hi, rows = MAX, -1, 0
             pending = []
             for g in f.groups:
                 if g.only(symbol) and g.has_ts_stats:
                     lo, hi, rows = min(lo, g.ts_min), max(hi, g.ts_max), rows + g.rows
                 elif g.sym_min <= symbol <= g.sym_max:
                     pending.append(g.index)
-            pf = f.open() if pending else None
             for i in pending:
-                t = pf.read_row_group(i, columns=["ts_event", "symbol"])  # type: ignore[union-attr]
+                t = self._read(f, i, ["ts_event", "symbol"])
                 ts = ints(t.column("ts_event"))[_symbol_mask(t.column("symbol"), symbol)]
                 if len(ts):
                     lo, hi, rows = min(lo, int(ts.min())), max(hi, int(ts.max())), rows + len(ts)
             f._ranges[symbol] = SymbolRange(symbol, lo, hi, rows) if rows else None
         return f._ranges[symbol]
 
+    def book(
+        self, symbol: str, at: int, depth: int = 10, publisher: int | None = None, orders: bool = False
+    ) -> dict[str, Any]:
+        """The book from the day's checkpoints (``LAKE/_book``) and the rows after the nearest one."""
+        try:
+            return book_snapshot(
+                self.lake_dir, symbol, at, depth, publisher, orders, checkpoints=self.checkpoints
+            )
+        except (
+            FileNotFoundError
+        ) as exc:  # a day file replaced while it was read: the next request sees the new one
+            msg = f"a lake file changed while it was read ({exc})"
+            raise StoreUnavailableError(msg) from None
+
     def time_range(self, symbol: str) -> SymbolRange | None:
+        return self._retrying(lambda: self._time_range(symbol))
+
+    def _time_range(self, symbol: str) -> SymbolRange | None:
         parts = [r for f in self._files_for(symbol) if (r := self._file_range(f, symbol)) is not None]
         if not parts:
             return None
@@ -325,9 +349,12 @@ class LakeStore(Store):
         )
 
     def count(self, query: RangeQuery, cap: int | None = None) -> int:
+        return self._retrying(lambda: self._count(query, cap))
+
+    def _count(self, query: RangeQuery, cap: int | None = None) -> int:
         lo, hi = query.first_ts, query.end
         total = 0
-        by_file: dict[LakePath, tuple[_FileIndex, list[int]]] = {}
+        by_file: dict[LakePath, tuple[FileIndex, list[int]]] = {}
         for run in self._runs(query.symbol, lo, hi):
             g = run.group
             if (
@@ -353,15 +380,23 @@ class LakeStore(Store):
 
     # -- rows ----------------------------------------------------------------------------------
 
-    def _read(self, f: _FileIndex, group: int, cols: list[str]) -> pa.Table:
+    def _read(self, f: FileIndex, group: int, cols: list[str], pf: pq.ParquetFile | None = None) -> pa.Table:
         """A row group's columns: from the cache when it holds the group, else from the file
-        (kept in the cache when every column was read)."""
+        (``pf``, the handle a scan pinned, or the file opened and checked now), kept in the
+        cache when every column was read."""
         key = (f.path, f.stamp, group)
         if self._cache is not None:
             hit = self._cache.get(key)
             if hit is not None:
                 return hit.select(cols)
-        t = f.open().read_row_group(group, columns=cols, use_threads=False)
+        if pf is None:
+            opened = f.open()
+            try:
+                t = opened.read_row_group(group, columns=cols, use_threads=False)
+            finally:
+                opened.close(force=True)
+        else:
+            t = pf.read_row_group(group, columns=cols, use_threads=False)
         if self._cache is not None and len(cols) == len(f.metadata.schema.names):
             self._cache.put(key, t)
         return t
@@ -376,9 +411,16 @@ class LakeStore(Store):
         return mask
 
     def _load(
-        self, run: _Run, query: RangeQuery, lo: int, hi: int, cols: list[str], schema: pa.Schema
+        self,
+        run: _Run,
+        query: RangeQuery,
+        lo: int,
+        hi: int,
+        cols: list[str],
+        schema: pa.Schema,
+        pf: pq.ParquetFile,
     ) -> pa.Table:
-        t = self._read(run.file, run.group.index, cols)
+        t = self._read(run.file, run.group.index, cols, pf)
         idx = np.flatnonzero(self._mask(t, query, lo, hi))
         if len(idx) == 0:
             return t.select(schema.names).slice(0, 0)
@@ -394,13 +436,40 @@ class LakeStore(Store):
         schema = output_schema(read_columns(columns))
         out_names = output_schema(columns).names
         lo, hi = query.first_ts, query.end
+        runs, pins = self._retrying(lambda: self._pinned_runs(query, lo, hi))
+        try:
+            merged = self._merge(runs, query, lo, hi, list(schema.names), schema, pins)
+            for b in skip_until_after(rebatch(merged, batch_rows), query.after):
+                yield b.select(out_names) if b.schema.names != out_names else b
+        finally:
+            for pf in pins.values():
+                pf.close(force=True)
+
+    def _pinned_runs(
+        self, query: RangeQuery, lo: int, hi: int
+    ) -> tuple[list[_Run], dict[LakePath, pq.ParquetFile]]:
+        """The scan's runs and every file they read, opened now: one version of each file per answer."""
         runs = self._runs(query.symbol, lo, hi, query.order, query.first_recv)
-        merged = self._merge(runs, query, lo, hi, list(schema.names), schema)
-        for b in skip_until_after(rebatch(merged, batch_rows), query.after):
-            yield b.select(out_names) if b.schema.names != out_names else b
+        pins: dict[LakePath, pq.ParquetFile] = {}
+        try:
+            for r in runs:
+                if r.file.path not in pins:
+                    pins[r.file.path] = r.file.open()
+        except BaseException:
+            for pf in pins.values():
+                pf.close(force=True)
+            raise
+        return runs, pins
 
     def _merge(
-        self, runs: list[_Run], query: RangeQuery, lo: int, hi: int, cols: list[str], schema: pa.Schema
+        self,
+        runs: list[_Run],
+        query: RangeQuery,
+        lo: int,
+        hi: int,
+        cols: list[str],
+        schema: pa.Schema,
+        pins: dict[LakePath, pq.ParquetFile],
     ) -> Iterator[pa.Table]:
         # rows equal on the key keep the files' order: each run's place in (file, row group) order
         file_rank = {
@@ -412,10 +481,10 @@ class LakeStore(Store):
         ] = []  # (rows not yet sent, their key's first column, rank)
         i = 0
         while i < len(runs) or opened:
-            bound = runs[i].ts_min if i < len(runs) else _MAX + 1
+            bound = runs[i].ts_min if i < len(runs) else MAX + 1
             ready = any(len(ts) and ts[0] < bound for _, ts, _ in opened)
             if not ready and i < len(runs):
-                t = self._load(runs[i], query, lo, hi, cols, schema)
+                t = self._load(runs[i], query, lo, hi, cols, schema, pins[runs[i].file.path])
                 if t.num_rows:
                     opened.append((t, ints(t.column(first_col)), file_rank[id(runs[i])]))
                 i += 1

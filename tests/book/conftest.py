@@ -25,3 +25,14 @@ def synth_day(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]
     path = tmp_path_factory.mktemp("book") / "day.dbn.zst"
     write_day(path, SYNTH_RECORDS, date="2025-10-22", seed=SYNTH_SEED)
     return columns_from_records(dbn_store(path).to_ndarray())
+
+
+@pytest.fixture(scope="session")
+def book_lake(tmp_path_factory: pytest.TempPathFactory):
+    """A generated day (3 symbols) ingested into a lake, with its book checkpoints written."""
+    from engine.book.index import index_lake
+    from tests.support.service import make_lake
+
+    lake, _ = make_lake(tmp_path_factory.mktemp("book-lake"), 60_000, ("NVDA", "AAPL", "MSFT"), seed=11)
+    index_lake(lake)
+    return lake

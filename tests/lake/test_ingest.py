@@ -602,3 +602,20 @@ def test_extra_sinks_share_the_decode(day: Path, day_oracle: pd.DataFrame, tmp_p
     # the lake already holds the day: its sink does nothing; the other sink still gets every row
     assert s.ok and s.skipped == 0 and (tmp_path / f"{day.name}.rows").read_text() == "30000"
     assert (lake / f"mbo_{DATE}.parquet").stat().st_ino == inode
+
+
+def test_summary_says_where_the_time_went(day: Path, tmp_path: Path) -> None:
+    """Every stage of the lake path is timed in the workers and comes back summed per run."""
+    s = ingest_parquet(
+        [day, day], tmp_path, options=SMALL, force=True
+    )  # the same day twice: two files' stages
+    assert s.ok
+    worker = {"decompress", "convert", "sort", "write"}
+    assert worker <= set(s.stages) and ({"Parquet encoder", "encode"} & set(s.stages))
+    for name, (cpu, wall) in s.stages.items():
+        assert cpu >= 0 and wall >= 0, name
+    assert sum(s.stages[n][0] for n in ("decompress", "convert", "sort")) > 0
+    encode = sum(s.stages.get(n, [0, 0])[0] for n in ("Parquet encoder", "encode"))
+    assert encode > 0
+    in_worker = sum(w for n, (_, w) in s.stages.items() if n != "Parquet encoder")
+    assert in_worker <= s.file_seconds * 1.01  # the worker's stages lie inside its files' time

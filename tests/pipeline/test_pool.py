@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -164,23 +163,11 @@ def test_children_start_clean_and_die_with_their_parent(tmp_path: Path) -> None:
     assert not psutil_alive(probe["pid"])
 
 
-@dataclass(frozen=True)
-class BlockingFactory:
-    """A sink that writes its process id to ``out`` and then waits forever."""
-
-    out: str
-
-    def __call__(self, path: Path) -> FileSink:
-        Path(self.out).write_text(str(os.getpid()))
-        threading.Event().wait()
-        raise AssertionError("unreachable")
-
-
 def test_workers_die_when_the_run_is_killed(tmp_path: Path) -> None:
     out = tmp_path / "worker.pid"
     script = (
         "import sys; from engine.pipeline.pool import run_pipeline; "
-        "from tests.pipeline.test_pool import BlockingFactory; "
+        "from tests.support.blocking import BlockingFactory; "
         f"run_pipeline([sys.argv[1]], [BlockingFactory({str(out)!r})], jobs=1)"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(sample_path(SAMPLES[3]))], cwd=ROOT)

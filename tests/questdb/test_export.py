@@ -38,6 +38,7 @@ from engine.questdb.ingest import ingest_questdb
 from engine.questdb.protocols import quiet_reconnect_warning
 from engine.questdb.qwp_read import QwpExportClient
 from engine.questdb.read import ExportClient, check_symbol, day_query, to_mbo_batch
+from tests.support.dbn_bytes import write_midnight_file
 from tests.support.faultproxy import FaultProxy, drop_request, drop_response, status
 from tests.support.qdb import options, server, wait_count
 
@@ -96,24 +97,24 @@ def requests_to(p: FaultProxy, endpoint: str) -> list[dict[str, str]]:
 
 
 def canonical(path: Path) -> pl.DataFrame:
-    """A lake file's rows in a fixed order, symbols as text."""
+    """A lake file's rows by symbol, each symbol's rows in the file's order, symbols as text."""
     df = pl.read_parquet(path).with_columns(pl.col("symbol", "action", "side").cast(pl.String))
-    return df.sort("symbol", "ts_event", "ts_recv", "sequence", "order_id")
+    return df.sort("symbol", maintain_order=True)
 
 
 def assert_same_lake_file(exported: Path, ingested: Path) -> None:
     assert pq.read_schema(exported).remove_metadata().equals(MBO_SCHEMA)
     a, b = canonical(exported), canonical(ingested)
     assert a.height == b.height > 0
-    assert a.equals(b), "rows and values differ"
+    assert a.equals(b), "rows, values or a symbol's feed order differ"
     info = read_lake_info(exported)
     assert info.complete and info.rows == a.height
 
 
 def assert_clustered(path: Path, options: ParquetOptions = SMALL) -> None:
-    """Rows sorted by (symbol, ts_event); a row group mixes symbols only when small."""
+    """Rows sorted by symbol, each symbol's in feed order; a row group mixes symbols only when small."""
     df = pl.read_parquet(path).with_columns(pl.col("symbol").cast(pl.String))
-    assert df.equals(df.sort("symbol", "ts_event", maintain_order=True))
+    assert df.equals(df.sort("symbol", "ts_recv", maintain_order=True))
     md = pq.read_metadata(path)
     for g in range(md.num_row_groups):
         rg = md.row_group(g)
@@ -146,6 +147,26 @@ def test_export_day_equals_the_ingested_lake(
     a = run_query(out, interval="1m", tz="America/New_York", limit=0)
     b = run_query(lake, interval="1m", tz="America/New_York", limit=0)
     assert a.height > 0 and a.equals(b)
+
+
+@pytest.mark.questdb
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_export_keeps_feed_order_where_ts_event_goes_back(
+    questdb_url: str, questdb_tables: Callable[[str], str], tmp_path: Path, transport: str
+) -> None:
+    """A day with a snapshot stamped days earlier in mid-day exports in the file's order, as ingested."""
+    path = write_midnight_file(tmp_path, ("NVDA", "AAPL"), n=3_000, snapshot_at=1_000)
+    lake = tmp_path / "lake"
+    assert ingest_parquet([path], lake, jobs=1, options=SMALL).ok
+    names = questdb_tables("t_midnight"), questdb_tables("t_midnight_log")
+    assert ingest_questdb([path], options=options(questdb_url, names, "auto")).ok
+    out = tmp_path / "exported"
+    s = export_days([DATE, NEXT], out, table=names[0], client=client(questdb_url, transport), options=SMALL)
+    assert [d.day for d in s.written] == [DATE, NEXT]
+    for day in (DATE, NEXT):
+        assert_same_lake_file(out / lake_file_name(day), lake / lake_file_name(day))
+    nvda = canonical(out / lake_file_name(NEXT)).filter(pl.col("symbol") == "NVDA")["ts_event"].to_numpy()
+    assert (np.diff(nvda.astype(np.int64)) < 0).any()  # the snapshot: ts_event goes back
 
 
 @pytest.mark.questdb
@@ -342,7 +363,9 @@ def test_sql_is_built_from_validated_parts() -> None:
     assert q.select_sql.startswith(f"SELECT {cols} FROM mbo_ticks WHERE ")
     assert q.count_sql == f"SELECT count() AS n FROM mbo_ticks WHERE {q.where}"
     sql, binds = q.statement()  # the QWP query: bounds and symbol as bind parameters
-    assert "BRN" not in sql and sql.endswith("AND symbol = $4 ORDER BY symbol, ts_event, ts_recv, sequence")
+    assert "BRN" not in sql and sql.endswith(
+        "AND symbol = $4 ORDER BY symbol, ts_recv, instrument_id, publisher_id, day_seq"
+    )
     assert binds[3] == "BRN FMJ0024!" and [b.value for b in binds[:3]] == [  # type: ignore[attr-defined]
         1761091200 * 10**9, 1761177600 * 10**9, 1761264000 * 10**9,
     ]

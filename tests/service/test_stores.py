@@ -9,6 +9,8 @@ loaded row for row; a plain :class:`~tests.support.faultproxy.FaultProxy` in fro
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import socket
 import urllib.parse
 from collections.abc import Iterator
@@ -18,8 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from engine.book.rows import day_source
 from engine.dbn.columns import MBO_SCHEMA, iter_column_blocks
 from engine.errors import ConfigError, QueryError, StoreUnavailableError
+from engine.lake.encode import ParquetOptions
 from engine.lake.ingest import ingest_parquet
 from engine.questdb.conf import parse_questdb_url as parse_address
 from engine.questdb.ingest import ingest_questdb
@@ -382,3 +386,51 @@ def test_lake_missing_is_unavailable(tmp_path):
     empty = LakeStore(tmp_path)
     assert empty.symbols() == []
     assert empty.ping()["files"] == 0
+
+
+# -- consistency while an ingest replaces files ---------------------------------------------------
+
+
+def test_an_answer_comes_from_one_version_of_each_file(tmp_path, make_day):
+    """A day file replaced (renamed into place, as the ingest does) mid-answer does not change the answer."""
+    one = make_day(records=30_000, symbols=SYMBOLS, date=DATES[0], seed=21)
+    two = make_day(records=30_000, symbols=SYMBOLS, date=DATES[0], seed=22)
+    lake, other = tmp_path / "lake", tmp_path / "other"
+    small = ParquetOptions(row_group_rows=1_024, max_row_group_rows=2_048, stripe_rows=4_096)
+    for src, out in ((one, lake), (two, other)):
+        assert ingest_parquet([src], out, quiet=True, jobs=1, options=small).ok
+    store = LakeStore(lake, cache_bytes=0)  # every row group read from the file
+    q = RangeQuery("NVDA", 0, 2**63 - 1)
+    before = scanned(store, q)
+    name = f"mbo_{DATES[0]}.parquet"
+    assert pq.read_metadata(lake / name).num_row_groups > 10
+    it = store.scan(q, batch_rows=500)
+    parts = [next(it)]
+    os.replace(other / name, lake / name)  # a new version of the day lands mid-answer
+    parts += list(it)
+    assert plain(pa.Table.from_batches(parts)) == plain(before)  # all of the old version
+    after = scanned(store, q)  # the next answer reads the new version
+    assert plain(after) == plain(reference(source_table([two]), "NVDA", 0, 2**63 - 1))
+    assert store.count(q) == after.num_rows
+
+
+def test_a_symbol_file_is_read_only_when_it_holds_all_the_day_file_holds(tmp_path, make_day):
+    """Per-symbol files written from one source, then the day re-ingested with a second source:
+    the day file now holds rows the symbol file lacks, so it answers, whatever the names say."""
+    first = make_day(records=8_000, symbols=SYMBOLS, date=DATES[0], seed=31)
+    second = make_day(records=8_000, symbols=SYMBOLS, date=DATES[0], seed=32)
+    lake = tmp_path / "lake"
+    assert ingest_parquet([first], lake, quiet=True, jobs=1, by_symbol=True).ok
+    store = LakeStore(lake)
+    q = RangeQuery("NVDA", 0, 2**63 - 1)
+    assert plain(scanned(store, q)) == plain(reference(source_table([first]), "NVDA", 0, 2**63 - 1))
+    assert ingest_parquet([second], lake, quiet=True, jobs=1).ok  # day files only: both sources merged
+    assert (lake / f"mbo_NVDA_{DATES[0]}.parquet").exists()  # the older, narrower symbol file stays
+    both = reference(source_table([first, second]), "NVDA", 0, 2**63 - 1)
+    assert plain(scanned(store, q)) == plain(both)
+    assert store.count(q) == both.num_rows and store.time_range("NVDA").rows == both.num_rows
+    day = dt.date.fromisoformat(DATES[0])
+    assert not day_source(lake, "NVDA", day).symbol_file  # the book reads by the same rule
+    assert ingest_parquet([first, second], lake, quiet=True, jobs=1, by_symbol=True, force=True).ok
+    assert plain(scanned(store, q)) == plain(both)  # the symbol file again, now as wide as the day
+    assert day_source(lake, "NVDA", day).symbol_file

@@ -49,9 +49,12 @@ def dbn_header(version: int = 3, schema: int = 0, ts_out: int = 0) -> bytes:
     return b"DBN" + bytes([version]) + struct.pack("<I", len(body)) + bytes(body)
 
 
-def write_dbn(path: Path, records: np.ndarray, symbols: Sequence[str], first: dt.date, days: int) -> Path:
-    """A DBN v3 XNAS.ITCH MBO file of ``records`` whose metadata maps symbols on ``days`` UTC days."""
-    ids = instrument_ids(symbols)
+def write_dbn(
+    path: Path, records: np.ndarray, symbols: Sequence[str], first: dt.date, days: int, ids: dict[str, int] | None = None
+) -> Path:
+    """A DBN v3 XNAS.ITCH MBO file of ``records`` whose metadata maps symbols on ``days`` UTC days
+    (to the generator's :func:`instrument_ids`, or to ``ids``)."""
+    ids = ids or instrument_ids(symbols)
     start = int(dt.datetime.combine(first, dt.time(0), dt.UTC).timestamp()) * 10**9
     mappings = [
         SimpleNamespace(
@@ -82,14 +85,33 @@ def day_records(n: int, date: str, seed: int, symbols: Sequence[str] = ("NVDA", 
     return np.concatenate([b.copy() for b in generate_blocks(n, list(symbols), date, seed)])
 
 
-def write_midnight_file(directory: Path, symbols: Sequence[str], n: int = 6_000) -> Path:
-    """Two generated days in one file (so it spans UTC midnight); day 2 opens with a CME-like
-    snapshot: 300 records flagged F_SNAPSHOT whose ts_event lies 3 days before their ts_recv,
-    so a symbol's ts_event goes back in feed order."""
+def write_midnight_file(directory: Path, symbols: Sequence[str], n: int = 6_000, snapshot_at: int = 0) -> Path:
+    """Two generated days in one file (so it spans UTC midnight); day 2 opens (or, from record
+    ``snapshot_at`` of day 2 on, continues) with a CME-like snapshot: 300 records flagged
+    F_SNAPSHOT whose ts_event lies 3 days before their ts_recv, so a symbol's ts_event goes back
+    in feed order (inside day 2's lake file too when ``snapshot_at > 0``)."""
     d1 = day_records(n, "2025-10-22", 1, symbols)
     d2 = day_records(n, "2025-10-23", 2, symbols)
-    snap = d2[:300]
+    snap = d2[snapshot_at : snapshot_at + 300]
     snap["ts_event"] = snap["ts_event"] - np.uint64(3 * 86_400 * 10**9)
     snap["flags"] |= np.uint8(32)
     path = Path(directory) / "XNAS.ITCH-2025-10-22-23.dbn.zst"
     return write_dbn(path, np.concatenate([d1, d2]), symbols, dt.date(2025, 10, 22), 2)
+
+
+BIG_ID = 3_000_000_001
+"""An instrument id above 2**31 (a DBN u32)."""
+
+
+def write_big_values_file(directory: Path, n: int = 4_000) -> Path:
+    """A generated day whose unsigned fields do not fit their signed storage types: every
+    ``order_id`` above 2**63, NVDA's ``size`` above 2**31 and its ``instrument_id`` :data:`BIG_ID`."""
+    symbols = ("NVDA", "AAPL")
+    recs = day_records(n, "2025-10-22", 5, symbols)
+    ids = instrument_ids(symbols)
+    nvda = recs["instrument_id"] == ids["NVDA"]
+    recs["instrument_id"][nvda] = BIG_ID
+    recs["order_id"] += np.uint64(2**63)
+    recs["size"][nvda] += np.uint32(2**31)
+    path = Path(directory) / "XNAS.ITCH-2025-10-22-big.dbn.zst"
+    return write_dbn(path, recs, symbols, dt.date(2025, 10, 22), 1, ids={**ids, "NVDA": BIG_ID})
