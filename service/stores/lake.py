@@ -58,7 +58,17 @@ from service.stores.base import (
     rebatch,
     skip_until_after,
 )
-from service.stores.lakefiles import MAX, FileIndex, RowGroup, RowGroupCache, Stale, file_stamp, index_file
+from service.stores.lakefiles import (
+    MAX,
+    FileIndex,
+    RowGroup,
+    RowGroupCache,
+    Stale,
+    action_mask,
+    file_stamp,
+    index_file,
+    symbol_mask,
+)
 
 __all__ = ["LakeStore"]
 
@@ -76,30 +86,6 @@ class _Run:
     def ts_min(self) -> int:
         """The smallest value of the merge key's first column (ts_recv, or ts_event for bars)."""
         return self.group.recv_min if self.order == "feed" else self.group.ts_min
-
-
-def _symbol_mask(col: pa.ChunkedArray | pa.Array, symbol: str) -> np.ndarray:
-    """Boolean mask of rows equal to ``symbol`` (dictionary or plain strings)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if isinstance(col, pa.DictionaryArray):
-        values = col.dictionary.to_pylist()
-        codes = [i for i, v in enumerate(values) if v == symbol]
-        idx = col.indices.to_numpy(zero_copy_only=False)
-        if not codes:
-            return np.zeros(len(idx), dtype=np.bool_)
-        return np.isin(idx, codes) if len(codes) > 1 else idx == codes[0]
-    return np.asarray(col.to_numpy(zero_copy_only=False) == symbol, dtype=np.bool_)
-
-
-def _action_mask(col: pa.ChunkedArray | pa.Array, actions: tuple[str, ...]) -> np.ndarray:
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if isinstance(col, pa.DictionaryArray):
-        values = col.dictionary.to_pylist()
-        codes = [i for i, v in enumerate(values) if v in actions]
-        return np.isin(col.indices.to_numpy(zero_copy_only=False), codes)
-    return np.isin(col.to_numpy(zero_copy_only=False), list(actions))
 
 
 def _merge_sorted(table: pa.Table, rank: np.ndarray, order: str) -> pa.Table:
@@ -155,7 +141,9 @@ class LakeStore(Store):
     def _entries(self) -> list[tuple[LakeFile, tuple[int, int, int]]]:
         """Every lake file with its stamp: (inode, mtime_ns, size); inode 0 in an object store."""
         if not self._where.local:
-            listed = [(parse_lake_name(n, self._where.path(n)), (0, m, z)) for n, z, m in self._where.listing()]
+            listed = [
+                (parse_lake_name(n, self._where.path(n)), (0, m, z)) for n, z, m in self._where.listing()
+            ]
             return [(lf, st) for lf, st in listed if lf is not None]
         out = []
         for lf in list_lake(self.lake_dir, by_symbol=None):
@@ -171,7 +159,9 @@ class LakeStore(Store):
             if now - self._listed_at < self.relist_seconds:
                 return
             if not self._where.exists():
-                msg = f"the lake {self.lake_dir} cannot be listed (check DATAPAIR_LAKE and the AWS_* variables)"
+                msg = (
+                    f"the lake {self.lake_dir} cannot be listed (check DATAPAIR_LAKE and the AWS_* variables)"
+                )
                 raise StoreUnavailableError(msg)
             self._reindex(None)
             self._listed_at = now
@@ -317,7 +307,7 @@ class LakeStore(Store):
                     pending.append(g.index)
             for i in pending:
                 t = self._read(f, i, ["ts_event", "symbol"])
-                ts = ints(t.column("ts_event"))[_symbol_mask(t.column("symbol"), symbol)]
+                ts = ints(t.column("ts_event"))[symbol_mask(t.column("symbol"), symbol)]
                 if len(ts):
                     lo, hi, rows = min(lo, int(ts.min())), max(hi, int(ts.max())), rows + len(ts)
             f._ranges[symbol] = SymbolRange(symbol, lo, hi, rows) if rows else None
@@ -405,9 +395,9 @@ class LakeStore(Store):
     def _mask(t: pa.Table, query: RangeQuery, lo: int, hi: int) -> np.ndarray:
         ts = ints(t.column("ts_event"))
         mask = (ts >= lo) & (ts <= hi)
-        mask &= _symbol_mask(t.column("symbol"), query.symbol)
+        mask &= symbol_mask(t.column("symbol"), query.symbol)
         if query.actions is not None:
-            mask &= _action_mask(t.column("action"), query.actions)
+            mask &= action_mask(t.column("action"), query.actions)
         return mask
 
     def _load(

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -20,7 +21,9 @@ from engine.lake.layout import source_keys
 from engine.lake.store import LakePath, parquet_file, parquet_metadata
 from service.stores.base import SymbolRange
 
-__all__ = ["MAX", "FileIndex", "RowGroup", "RowGroupCache", "Stale", "file_stamp", "index_file"]
+__all__ = [
+    "MAX", "FileIndex", "RowGroup", "RowGroupCache", "Stale", "action_mask", "file_stamp", "index_file", "symbol_mask",
+]  # fmt: skip
 
 MAX = 2**63 - 1
 
@@ -150,3 +153,28 @@ class RowGroupCache:
             while self.bytes > self.max_bytes:
                 _, old = self._items.popitem(last=False)
                 self.bytes -= old.nbytes
+
+
+def symbol_mask(col: pa.ChunkedArray | pa.Array, symbol: str) -> np.ndarray:
+    """Boolean mask of rows equal to ``symbol`` (dictionary or plain strings)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if isinstance(col, pa.DictionaryArray):
+        values = col.dictionary.to_pylist()
+        codes = [i for i, v in enumerate(values) if v == symbol]
+        idx = col.indices.to_numpy(zero_copy_only=False)
+        if not codes:
+            return np.zeros(len(idx), dtype=np.bool_)
+        return np.isin(idx, codes) if len(codes) > 1 else idx == codes[0]
+    return np.asarray(col.to_numpy(zero_copy_only=False) == symbol, dtype=np.bool_)
+
+
+def action_mask(col: pa.ChunkedArray | pa.Array, actions: tuple[str, ...]) -> np.ndarray:
+    """Boolean mask of rows whose action is one of ``actions``."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if isinstance(col, pa.DictionaryArray):
+        values = col.dictionary.to_pylist()
+        codes = [i for i, v in enumerate(values) if v in actions]
+        return np.isin(col.indices.to_numpy(zero_copy_only=False), codes)
+    return np.isin(col.to_numpy(zero_copy_only=False), list(actions))
