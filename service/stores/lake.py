@@ -43,9 +43,8 @@ from engine.book.snapshot import book_snapshot
 from engine.errors import StoreUnavailableError
 from engine.lake.layout import LakeFile, list_lake, parse_lake_name
 from engine.lake.store import LakePath, resolve
+from service.bars import Bars
 from service.stores.base import (
-    EVENT_KEY_COLUMNS,
-    KEY_COLUMNS,
     RangeQuery,
     Store,
     StoreInfo,
@@ -58,6 +57,7 @@ from service.stores.base import (
     rebatch,
     skip_until_after,
 )
+from service.stores.lakebars import TradeBars
 from service.stores.lakefiles import (
     MAX,
     FileIndex,
@@ -67,6 +67,7 @@ from service.stores.lakefiles import (
     action_mask,
     file_stamp,
     index_file,
+    merge_sorted,
     symbol_mask,
 )
 
@@ -86,14 +87,6 @@ class _Run:
     def ts_min(self) -> int:
         """The smallest value of the merge key's first column (ts_recv, or ts_event for bars)."""
         return self.group.recv_min if self.order == "feed" else self.group.ts_min
-
-
-def _merge_sorted(table: pa.Table, rank: np.ndarray, order: str) -> pa.Table:
-    """Rows of several runs in key order; rows equal on the key in file order (run rank, then row)."""
-    cols = KEY_COLUMNS if order == "feed" else EVENT_KEY_COLUMNS
-    keys = [ints(table.column(c)) for c in cols]
-    idx = np.lexsort((np.arange(table.num_rows), rank, *reversed(keys)))
-    return table if is_sorted(idx) else table.take(idx)
 
 
 class LakeStore(Store):
@@ -127,6 +120,7 @@ class LakeStore(Store):
         self._listed_at = -float("inf")
         self.checkpoints = checkpoints
         self._cache = RowGroupCache(cache_bytes) if cache_bytes > 0 else None
+        self._trades = TradeBars()
         self._lock = threading.Lock()
         self._dir_stamp: int | None = None
         self._files: dict[LakePath, FileIndex] = {}
@@ -391,6 +385,14 @@ class LakeStore(Store):
             self._cache.put(key, t)
         return t
 
+    def bars(self, query: RangeQuery, step: int) -> Bars | None:
+        """Trade bars from the per-row-group trade cache (:mod:`service.stores.lakebars`)."""
+        if query.actions != ("T",) or query.order != "event":
+            return None
+        return self._retrying(
+            lambda: self._trades.bars(self._files_for(query.symbol), query, step, self._read)
+        )
+
     @staticmethod
     def _mask(t: pa.Table, query: RangeQuery, lo: int, hi: int) -> np.ndarray:
         ts = ints(t.column("ts_event"))
@@ -491,4 +493,4 @@ class LakeStore(Store):
             if len(pieces) == 1:
                 yield pieces[0]
             elif pieces:
-                yield _merge_sorted(pa.concat_tables(pieces), np.concatenate(ranks), query.order)
+                yield merge_sorted(pa.concat_tables(pieces), np.concatenate(ranks), query.order)

@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 
 from engine.lake.layout import source_keys
 from engine.lake.store import LakePath, parquet_file, parquet_metadata
-from service.stores.base import SymbolRange
+from service.stores.base import EVENT_KEY_COLUMNS, KEY_COLUMNS, SymbolRange, ints, is_sorted
 
 __all__ = [
-    "MAX", "FileIndex", "RowGroup", "RowGroupCache", "Stale", "action_mask", "file_stamp", "index_file", "symbol_mask",
+    "MAX", "FileIndex", "RowGroup", "RowGroupCache", "Stale", "action_mask", "file_stamp", "index_file", "merge_sorted", "symbol_mask",
 ]  # fmt: skip
 
 MAX = 2**63 - 1
@@ -178,3 +178,11 @@ def action_mask(col: pa.ChunkedArray | pa.Array, actions: tuple[str, ...]) -> np
         codes = [i for i, v in enumerate(values) if v in actions]
         return np.isin(col.indices.to_numpy(zero_copy_only=False), codes)
     return np.isin(col.to_numpy(zero_copy_only=False), list(actions))
+
+
+def merge_sorted(table: pa.Table, rank: np.ndarray, order: str) -> pa.Table:
+    """Rows of several runs in key order; rows equal on the key in file order (run rank, then row)."""
+    cols = KEY_COLUMNS if order == "feed" else EVENT_KEY_COLUMNS
+    keys = [ints(table.column(c)) for c in cols]
+    idx = np.lexsort((np.arange(table.num_rows), rank, *reversed(keys)))
+    return table if is_sorted(idx) else table.take(idx)

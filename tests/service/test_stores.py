@@ -27,6 +27,7 @@ from engine.lake.encode import ParquetOptions
 from engine.lake.ingest import ingest_parquet
 from engine.questdb.conf import parse_questdb_url as parse_address
 from engine.questdb.ingest import ingest_questdb
+from service.bars import bars_from_trades
 from service.resources.data import page_end
 from service.stores.base import KEY_COLUMNS, Cursor, RangeQuery, check_symbol, limit_batches
 from service.stores.lake import LakeStore
@@ -434,3 +435,26 @@ def test_a_symbol_file_is_read_only_when_it_holds_all_the_day_file_holds(tmp_pat
     assert ingest_parquet([first, second], lake, quiet=True, jobs=1, by_symbol=True, force=True).ok
     assert plain(scanned(store, q)) == plain(both)  # the symbol file again, now as wide as the day
     assert day_source(lake, "NVDA", day).symbol_file
+
+
+@pytest.mark.parametrize("lake_name", ["two_days", "ties_lake", "midnight"])
+def test_lake_bars_from_the_trade_cache_equal_the_scan(lake_name, request):
+    """The lake store's bars (cached trades per row group) are the generic path's: the trades of
+    the event-ordered scan aggregated; cold and warm, over windows inside and across row groups,
+    over runs of equal ts_event (the ties lake), where open and close depend on the order, and
+    over a day whose ts_event goes back (midnight: trades of a later file come first)."""
+    lake = request.getfixturevalue(lake_name)[0]
+    src = request.getfixturevalue(lake_name)[-1]
+    if lake_name == "midnight":
+        ts = src.column("ts_event").cast(pa.int64()).to_numpy()
+        acts = np.asarray(src.column("action").cast(pa.string()).to_pylist())
+        assert (np.diff(ts[acts == "T"]) < 0).any()  # the premise: trades out of ts_event order in the files
+    store, plain_store = LakeStore(lake), LakeStore(lake, cache_bytes=0)
+    for symbol in ("NVDA", "MSFT"):
+        for start, end in windows(src, symbol)[:6]:
+            q = RangeQuery(symbol, start, end, actions=("T",), order="event")
+            for step in (NS, 60 * NS, 3_600 * NS):
+                want = bars_from_trades(plain_store.scan(q, columns=("ts_event", "price_raw", "size")), step)
+                for _ in range(2):  # cold, then from the cache
+                    assert store.bars(q, step).to_rows() == want.to_rows()
+    assert store.bars(RangeQuery("NVDA", 0, 2**63 - 1), NS) is None  # not a trades query: the generic path
