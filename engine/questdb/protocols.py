@@ -22,10 +22,9 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import questdb
 
@@ -33,6 +32,9 @@ from engine.dbn.columns import ACTIONS, SIDES, ColumnBlock, string_array
 from engine.errors import SinkError
 from engine.questdb.conf import QuestDBOptions, ServerAddress
 from engine.questdb.http import Backoff, retry
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "QWP_SCHEMA",
@@ -49,8 +51,6 @@ __all__ = [
 ]
 
 SYMBOL_COLUMNS = ["symbol", "action", "side"]
-_ACTION_CATS = pd.Index(list(ACTIONS))
-_SIDE_CATS = pd.Index(list(SIDES))
 _TS = pa.timestamp("ns", tz="UTC")
 _DICT = pa.dictionary(pa.int32(), pa.string())
 
@@ -122,6 +122,8 @@ def ilp_frame(block: ColumnBlock) -> pd.DataFrame:
     ``symbol``, ``action`` and ``side`` become categoricals (sent as SYMBOL), the timestamps
     ``datetime64[ns]`` (sent in ns with ILP protocol version 2). ``block`` must carry ``day_seq``.
     """
+    import pandas as pd  # here: the QWP path and the lake never load pandas
+
     a = block.arrays
     cols: dict[str, Any] = {
         "ts_event": a["ts_event"].view("datetime64[ns]"),
@@ -134,8 +136,8 @@ def ilp_frame(block: ColumnBlock) -> pd.DataFrame:
         "size": a["size"],
         "flags": a["flags"],
         "channel_id": a["channel_id"],
-        "action": pd.Categorical.from_codes(a["action"], categories=_ACTION_CATS),
-        "side": pd.Categorical.from_codes(a["side"], categories=_SIDE_CATS),
+        "action": pd.Categorical.from_codes(a["action"], categories=pd.Index(list(ACTIONS))),
+        "side": pd.Categorical.from_codes(a["side"], categories=pd.Index(list(SIDES))),
         "ts_recv": a["ts_recv"].view("datetime64[ns]"),
         "ts_in_delta": a["ts_in_delta"],
         "sequence": a["sequence"],
