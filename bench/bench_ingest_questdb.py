@@ -74,12 +74,14 @@ def child_ours(protocol: str, path: str, table: str) -> dict:
     from engine.questdb.ingest import ingest_questdb
 
     opts = QuestDBOptions.from_env(protocol=protocol, table=table, log_table=f"{table}_log", force=True)
+    from engine import stages
+
     t0 = time.perf_counter()
-    summary = ingest_questdb([path], options=opts, jobs=1)
+    summary = ingest_questdb([path], options=opts, jobs=1)  # in this process: its stages are ours
     seconds = time.perf_counter() - t0
     if not summary.ok:
         raise SystemExit(f"load failed: {summary.failed}")
-    return {"rows": summary.rows, "seconds": seconds, "protocol": summary.protocol}
+    return {"rows": summary.rows, "seconds": seconds, "protocol": summary.protocol, "stages": stages.take()}
 
 
 def child_baseline(path: str, table: str, chunk: int = 1_000_000) -> dict:
@@ -253,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         rss = f"peak RSS {r['peak_rss_mib']:.0f} MiB ({'ok' if r['peak_rss_mib'] <= RSS_TARGET_MIB else 'over 1 GiB'})"
         print(f"{r['name']}: {rate}{verdict}, {rss}")
     top = next((r for r in results if r["key"] == CEILING), None)
+    for r in results:
+        if r.get("stages"):
+            parts = ", ".join(
+                f"{k} {c:.2f}/{w:.2f}" for k, (c, w) in sorted(r["stages"].items(), key=lambda kv: -kv[1][1])
+            )
+            print(f"{r['name']} stages (CPU s / wall s; send runs on its own thread beside decode): {parts}")
     for key in ("qwp", "qwp-cli"):
         mine = next((r for r in results if r["key"] == key), None)
         if top is not None and mine is not None:

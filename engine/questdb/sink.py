@@ -37,6 +37,7 @@ from engine.questdb.resume import (
     wait_wal_applied,
     write_completion,
 )
+from engine.stages import stage
 
 __all__ = ["QuestDBSink", "QuestDBSinkFactory", "http_client", "prepare_server"]
 
@@ -128,9 +129,10 @@ class QuestDBSink(FileSink):
         if self.skipped or n == 0:
             return
         self._raise_if_failed()
-        seq = self._sequencer.number(block)
-        blk = ColumnBlock({**block.arrays, "day_seq": seq}, block.symbols)
-        self.stats.add(blk)
+        with stage("number"):
+            seq = self._sequencer.number(block)
+            blk = ColumnBlock({**block.arrays, "day_seq": seq}, block.symbols)
+            self.stats.add(blk)
         if self._thread is None:
             self._start(n)
         assert self._queue is not None
@@ -145,7 +147,8 @@ class QuestDBSink(FileSink):
         if self.skipped:
             return SinkResult(rows=self._fed, outputs=[f"questdb:{self.options.table}"], skipped=True)
         try:
-            self._join()
+            with stage("wait"):
+                self._join()
             if self._error is not None:
                 raise self._error
             o = self.options
@@ -154,9 +157,10 @@ class QuestDBSink(FileSink):
             # the caller's second pass sends the file again at once).
             retried = self.send_stats is not None and self.send_stats.retries > 0
             settle = o.protocol == "ilp-tcp" and not retried
-            confirmed, diffs = verify_counts(
-                self.http, o.table, self.stats, o.verify_timeout_s, settle=settle
-            )
+            with stage("verify"):
+                confirmed, diffs = verify_counts(
+                    self.http, o.table, self.stats, o.verify_timeout_s, settle=settle
+                )
             if diffs:
                 more = f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""
                 msg = (
@@ -165,7 +169,7 @@ class QuestDBSink(FileSink):
                 )
                 raise CountMismatchError(msg)
             self.confirmed = confirmed
-            if self.stats.rows:
+            if self.stats.rows:  # the ingest_log record, and its WAL applied
                 write_completion(o, self.path, self.file_key, self.filter_key, self.symbols, self.stats, o.protocol,
                                  time.perf_counter() - self._t0)  # fmt: skip
                 wait_wal_applied(self.http, o.log_table, o.verify_timeout_s)
@@ -210,9 +214,11 @@ class QuestDBSink(FileSink):
                     item = self._queue.get()
                     if item is _STOP or self._abort.is_set():
                         break
-                    sender.send(item)
+                    with stage("send"):
+                        sender.send(item)
                 if not self._abort.is_set():
-                    sender.finish()
+                    with stage("send"):
+                        sender.finish()
             finally:
                 sender.close()
         except BaseException as exc:
