@@ -40,6 +40,7 @@ from engine.book.rows import DERIVE_READ, day_source, iter_symbol_blocks
 from engine.errors import QueryError
 from engine.inputs import nearest
 from engine.lake.scan import lake_symbols
+from engine.lake.store import LakePath, is_remote
 from engine.tempfiles import temp_path
 
 __all__ = ["SCHEMAS", "DeriveSummary", "derive_day", "output_path"]
@@ -141,8 +142,8 @@ def derive_day(
     if schema not in SCHEMAS:
         msg = f"`--schema` must be one of {', '.join(SCHEMAS)}, got {schema!r}"
         raise QueryError(msg)
-    lake_dir = Path(lake)
-    if not lake_dir.is_dir():
+    lake_dir: LakePath = str(lake) if is_remote(lake) else Path(lake)  # s3:// lakes are read as they are
+    if isinstance(lake_dir, Path) and not lake_dir.is_dir():
         msg = f"lake directory {lake_dir} does not exist or is not a directory"
         raise QueryError(msg)
     known = sorted(lake_symbols(lake_dir, day, day + dt.timedelta(days=1)))

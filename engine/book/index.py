@@ -44,6 +44,7 @@ from engine.book.rows import BOOK_READ, DaySource, day_source, iter_symbol_block
 from engine.errors import QueryError
 from engine.lake.layout import lake_file_name, list_lake
 from engine.lake.scan import lake_symbols
+from engine.lake.store import is_remote
 from engine.tempfiles import remove_stale_temps, temp_path
 
 __all__ = [
@@ -310,6 +311,12 @@ def index_lake(
     ``symbols`` restricts the symbols (one that has no rows on any chosen day is an error naming it).
     ``on_progress(label, rows_done, rows_total)`` follows each symbol-day.
     """
+    if is_remote(lake_dir):
+        msg = (
+            f"checkpoints are written beside a local lake, not into {lake_dir}: "
+            "snapshots of an object-store lake replay the day from its start"
+        )
+        raise QueryError(msg)
     d = Path(lake_dir)
     if not d.is_dir():
         msg = f"lake directory {d} does not exist or is not a directory"

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from engine.book.codes import ACTIONS, SIDES
 from engine.errors import QueryError
 from engine.lake.layout import lake_file_name, symbol_file_covers
+from engine.lake.store import LakePath, is_remote, parquet_file, parquet_metadata, resolve
 
 __all__ = [
     "BOOK_READ", "DERIVE_READ", "DaySource", "batch_columns", "day_of", "day_source", "iter_symbol_blocks", "read_symbol_rows",
@@ -62,7 +63,8 @@ _EPOCH = dt.date(1970, 1, 1)
 class DaySource:
     """The lake file a symbol-day is read from, and its identity when it was looked at."""
 
-    path: Path
+    path: LakePath
+    """A Path, or a URL in an object-store lake."""
     day: dt.date
     symbol_file: bool
     size: int
@@ -71,12 +73,15 @@ class DaySource:
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint records of its source (equal identity: same file contents)."""
-        return {"name": self.path.name, "size": self.size, "mtime_ns": self.mtime_ns, "rows": self.rows}
+        name = self.path.name if isinstance(self.path, Path) else self.path.rsplit("/", 1)[-1]
+        return {"name": name, "size": self.size, "mtime_ns": self.mtime_ns, "rows": self.rows}
 
 
 def day_source(lake_dir: str | os.PathLike[str], symbol: str, day: dt.date) -> DaySource | None:
     """The symbol's own file of ``day`` if the lake has one that covers the day file, else the day
     file; None if neither exists."""
+    if is_remote(lake_dir):
+        return _remote_day_source(str(lake_dir), symbol, day)
     d = Path(lake_dir)
     if not d.is_dir():
         msg = f"lake directory {d} does not exist or is not a directory"
@@ -93,9 +98,29 @@ def day_source(lake_dir: str | os.PathLike[str], symbol: str, day: dt.date) -> D
             msg = f"{path}: not a readable Parquet file ({exc})"
             raise QueryError(msg) from None
         found.append((DaySource(path, day, own, st.st_size, st.st_mtime_ns, md.num_rows), md))
+    return _choose(found)
+
+
+def _choose(found: list[tuple[DaySource, pq.FileMetaData]]) -> DaySource | None:
     if len(found) == 2 and not symbol_file_covers(found[0][1], found[1][1]):
         return found[1][0]  # the day file holds sources the symbol file lacks
     return found[0][0] if found else None
+
+
+def _remote_day_source(url: str, symbol: str, day: dt.date) -> DaySource | None:
+    """:func:`day_source` in an object-store lake (``s3://...``): one listing, then the footers."""
+    where = resolve(url)
+    if not where.exists():
+        msg = f"the lake {url} cannot be listed (check the URL and the AWS_* variables)"
+        raise QueryError(msg)
+    listed = {name: (size, mtime) for name, size, mtime in where.listing()}
+    found = []
+    for name, own in ((lake_file_name(day, symbol), True), (lake_file_name(day), False)):
+        if name in listed:
+            path = where.path(name)
+            md = parquet_metadata(path)
+            found.append((DaySource(path, day, own, listed[name][0], listed[name][1], md.num_rows), md))
+    return _choose(found)
 
 
 def _text(v: object) -> str:
@@ -185,7 +210,7 @@ def iter_symbol_blocks(
     read; empty blocks are skipped. Only row groups whose statistics allow such rows are read.
     """
     try:
-        pf = pq.ParquetFile(src.path)
+        pf = parquet_file(src.path)
     except (OSError, ValueError) as exc:
         msg = f"{src.path}: not a readable Parquet file ({exc})"
         raise QueryError(msg) from None

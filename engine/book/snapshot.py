@@ -35,6 +35,7 @@ from engine.book.rows import BOOK_READ, day_of, day_source, iter_symbol_blocks
 from engine.errors import QueryError
 from engine.inputs import nearest
 from engine.lake.scan import lake_symbols
+from engine.lake.store import LakePath, is_remote
 
 __all__ = ["MAX_DEPTH", "ReplayStats", "book_answer", "book_snapshot", "check_book_args", "replay_blocks"]
 
@@ -137,7 +138,7 @@ def book_answer(
     }
 
 
-def _unknown_symbol(lake_dir: Path, symbol: str) -> None:
+def _unknown_symbol(lake_dir: LakePath, symbol: str) -> None:
     known = sorted(lake_symbols(lake_dir))
     if symbol not in known:
         near = nearest(symbol, known)
@@ -176,13 +177,14 @@ def book_snapshot(
         Bad ``at``/``depth``/``publisher``, a missing lake, or a symbol the lake has no rows for.
     """
     at, depth, publisher = check_book_args(at_ns, depth, publisher)
-    lake_dir = Path(lake)
+    remote = is_remote(lake)  # an object-store lake: read as it is, checkpoints live beside local lakes only
+    lake_dir: LakePath = str(lake) if remote else Path(lake)
     stats = stats if stats is not None else ReplayStats()
     src = day_source(lake_dir, symbol, day_of(at))
     books = OrderBooks()
     last: int | None = None
     lo = None
-    if src is not None and checkpoints:
+    if src is not None and checkpoints and not remote:
         cp = load_checkpoint(lake_dir, src, symbol, at)
         if cp is not None:
             books, last, lo = cp.books, cp.last_ts_recv, cp.boundary

@@ -13,16 +13,22 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from engine.book.derive import derive_day
+from engine.book.index import index_lake
+from engine.book.snapshot import book_snapshot
+from engine.errors import QueryError
 from engine.lake.ingest import ingest_parquet
 from engine.lake.layout import list_lake, read_lake_info
 from engine.lake.query import run_query
 from engine.lake.scan import scan_lake
 from engine.lake.store import resolve
 from engine.synth.day import write_day
+from engine.timeparse import parse_datetime
 from service.stores.lake import LakeStore
 from tests.support.samples import ROOT
 
@@ -110,6 +116,22 @@ def test_ingest_and_query_round_trip_exactly(
     remote, here = LakeStore(url), LakeStore(local)
     assert remote.symbols() == here.symbols()
     assert remote.ping()["rows"] == here.ping()["rows"] == want.rows
+    # and the order book reads the remote lake as the local one (no checkpoints there: a full replay)
+    for symbol, at in (
+        ("NVDA", "2025-10-22 15:00"),
+        ("AMD", "2025-10-22 18:30"),
+        ("NVDA", "2025-10-21 20:00"),
+    ):
+        ns = parse_datetime(at)
+        book = book_snapshot(url, symbol, ns, depth=5, orders=True)
+        assert book["bids"] and book == book_snapshot(local, symbol, ns, depth=5, orders=True)
+        assert remote.book(symbol, ns) == here.book(symbol, ns)
+    mbp = derive_day(url, "mbp-1", dt.date(2025, 10, 22), tmp_path / "mbp-remote", symbols=["AMD"])
+    mbp_local = derive_day(local, "mbp-1", dt.date(2025, 10, 22), tmp_path / "mbp-local", symbols=["AMD"])
+    assert mbp.rows_out > 0
+    pd.testing.assert_frame_equal(pd.read_parquet(mbp.path), pd.read_parquet(mbp_local.path))  # NaN = empty level
+    with pytest.raises(QueryError, match="beside a local lake"):
+        index_lake(url)
 
 
 def test_an_upload_cut_short_leaves_no_final_key(
