@@ -14,12 +14,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 from tqdm import tqdm
 
-__all__ = ["ProgressBoard", "RateClock", "format_count", "show_progress", "summary_line"]
+__all__ = ["ProgressBoard", "RateClock", "RunSummary", "format_count", "show_progress", "summary_line"]
 
 
 def show_progress(quiet: bool = False, stream: TextIO | None = None) -> bool:
@@ -192,3 +192,37 @@ def summary_line(
         tail.append(f"{bad_records:,} corrupt records skipped")
     text = "".join(parts) + (", " + ", ".join(tail) if tail else "")
     return f"{label}: {text}" if label else text
+
+
+@dataclass
+class RunSummary:
+    """What a run over many files did: the counts every summary line shows.
+
+    ``files`` counts the inputs (done, skipped and failed); ``rows`` and ``bytes`` are the rows
+    written (or confirmed) and the source bytes read; ``failed`` lists ``(path, message)``.
+    Subclasses add their own fields and name themselves in :attr:`label`.
+    """
+
+    files: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    bytes: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    label = "run"
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def line(self, **extra: int) -> str:
+        """The closing summary line."""
+        return summary_line(
+            self.rows, self.seconds, nbytes=self.bytes, files=self.files, skipped=self.skipped,
+            failed=len(self.failed), label=self.label, **extra,
+        )  # fmt: skip

@@ -31,7 +31,7 @@ from engine.inputs import find_inputs
 from engine.lake.groups import day_groups
 from engine.lake.ingest import default_jobs, is_complete, lake_infos
 from engine.lake.store import resolve
-from engine.progress import ProgressBoard, RateClock, show_progress, summary_line
+from engine.progress import ProgressBoard, RateClock, RunSummary, show_progress
 from engine.questdb.resume import file_key, filter_key, find_completion
 from engine.questdb.sink import http_client, prepare_server
 from engine.tempfiles import remove_stale_temps
@@ -90,29 +90,17 @@ def connect(cluster: int | str) -> Iterator[Any]:
 
 
 @dataclass
-class ClusterSummary:
+class ClusterSummary(RunSummary):
     """What :func:`ingest_cluster` did; ``reports`` holds every submitted file's outcome."""
 
-    files: int = 0
-    rows: int = 0
-    seconds: float = 0.0
-    bytes: int = 0
-    skipped: int = 0
     units: int = 0
     workers: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
     reports: list[FileReport] = field(default_factory=list)
     skipped_paths: list[str] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def line(self) -> str:
-        return summary_line(
-            self.rows, self.seconds, nbytes=self.bytes, files=self.files, skipped=self.skipped,
-            failed=len(self.failed), label=f"cluster ingest ({self.units} tasks on {self.workers} workers)",
-        )  # fmt: skip
+    def label(self) -> str:  # type: ignore[override]
+        return f"cluster ingest ({self.units} tasks on {self.workers} workers)"
 
 
 def _complete(paths: Sequence[Path], job: IngestJob) -> list[bool]:

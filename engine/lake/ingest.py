@@ -29,7 +29,7 @@ from engine.pipeline.offload import OffloadSpec
 from engine.pipeline.pool import run_pipeline
 from engine.pipeline.process import FileOutcome, ProgressEvent, Report
 from engine.pipeline.sinks import CompleteSink, FileSink, SinkFactory
-from engine.progress import ProgressBoard, RateClock, show_progress, summary_line
+from engine.progress import ProgressBoard, RateClock, RunSummary, show_progress
 from engine.stages import merge as merge_stages
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
 
 
 @dataclass
-class IngestSummary:
+class IngestSummary(RunSummary):
     """What :func:`ingest_parquet` did.
 
     ``files`` counts the input files (written, skipped and failed); ``rows`` and ``bytes`` are
@@ -52,12 +52,7 @@ class IngestSummary:
     were already complete; ``failed`` lists ``(path, message)``; ``outputs`` the lake files written.
     """
 
-    files: int = 0
-    rows: int = 0
-    seconds: float = 0.0
-    bytes: int = 0
-    skipped: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    label = "ingest"
     outputs: list[str] = field(default_factory=list)
     skipped_paths: list[str] = field(default_factory=list)
     unmapped: int = 0
@@ -75,23 +70,9 @@ class IngestSummary:
     file_seconds: float = 0.0
     """Wall seconds the file workers held files, summed (the rest of their time is start-up or idle)."""
 
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def line(self) -> str:
+    def line(self) -> str:  # type: ignore[override]
         """The closing summary line."""
-        return summary_line(
-            self.rows,
-            self.seconds,
-            nbytes=self.bytes,
-            files=self.files,
-            skipped=self.skipped,
-            failed=len(self.failed),
-            unmapped=self.unmapped,
-            bad_records=self.bad_records,
-            label="ingest",
-        )
+        return super().line(unmapped=self.unmapped, bad_records=self.bad_records)
 
 
 @dataclass(frozen=True)

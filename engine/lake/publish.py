@@ -16,13 +16,12 @@ Nothing here locks: the caller runs one writer per day group at a time
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 from pathlib import Path
 
 from engine.errors import SinkError
 from engine.lake.footer import PartAssembler
 from engine.lake.layout import list_lake, read_lake_info
-from engine.lake.sink import lake_metadata
+from engine.lake.sink import merge_sources
 from engine.lake.store import LakeDir
 from engine.tempfiles import temp_path
 
@@ -55,16 +54,9 @@ def _merged(staged: Path, remote_copy: Path, name: str, replace_damaged: bool) -
     if not others:
         return staged
     merged = PartAssembler(temp_path(staged, "merge"))
-    entries = []
     try:
-        for path, entry in [(remote_copy, s) for s in others] + [(staged, s) for s in mine.sources]:
-            first = merged.row_groups
-            n = merged.append(path, entry.row_groups, delete=False)
-            if n != entry.rows:
-                msg = f"{name}: source {entry.name} has {n} rows in its row groups, its metadata says {entry.rows}"
-                raise SinkError(msg)
-            entries.append(replace(entry, row_groups=(first, entry.row_groups[1])))
-        merged.finish(lake_metadata(merged.rows, mine.day or "", mine.symbol, entries))
+        parts = [(remote_copy, s) for s in others] + [(staged, s) for s in mine.sources]
+        merge_sources(merged, parts, mine.day or "", mine.symbol, name)
     except BaseException:
         merged.abort()
         raise

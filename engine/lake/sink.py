@@ -80,6 +80,24 @@ def lake_metadata(rows: int, day: str, symbol: str | None, sources: list[SourceE
     return md
 
 
+def merge_sources(
+    merged: PartAssembler, parts: list[tuple[Path, SourceEntry]], day: str, symbol: str | None, what: object
+) -> None:
+    """Append each source's row groups (copied, not decoded) from its file into ``merged``, check
+    each source's rows against its footer entry, and finish ``merged`` with the merged metadata."""
+    entries = []
+    for path, entry in parts:
+        first = merged.row_groups
+        n = merged.append(path, entry.row_groups, delete=False)
+        if n != entry.rows:
+            msg = (
+                f"{what}: source {entry.name} has {n} rows in its row groups, its metadata says {entry.rows}"
+            )
+            raise SinkError(msg)
+        entries.append(replace(entry, row_groups=(first, entry.row_groups[1])))
+    merged.finish(lake_metadata(merged.rows, day, symbol, entries))
+
+
 class _SymbolFile:
     """A per-symbol file written directly by one ParquetWriter."""
 
@@ -155,16 +173,10 @@ def commit_output(out: _DayFile | _SymbolFile, source: SourceEntry, replace_dama
         return out.final
     out.finish({})
     merged = PartAssembler(temp_path(out.final))
-    entries = []
     try:
-        for path, entry in [(out.final, s) for s in others] + [(out.temp, mine)]:
-            first = merged.row_groups
-            n = merged.append(path, entry.row_groups, delete=False)
-            if n != entry.rows:
-                msg = f"{path}: source {entry.name} has {n} rows in its row groups, its metadata says {entry.rows}"
-                raise SinkError(msg)
-            entries.append(replace(entry, row_groups=(first, entry.row_groups[1])))
-        merged.finish(lake_metadata(merged.rows, out.day, out.symbol, entries))
+        merge_sources(
+            merged, [(out.final, s) for s in others] + [(out.temp, mine)], out.day, out.symbol, out.final
+        )
         os.replace(merged.path, out.final)
     except BaseException:
         merged.abort()

@@ -24,7 +24,7 @@ from engine.errors import DatapairError
 from engine.inputs import find_inputs
 from engine.pipeline.forkserver import context, preload
 from engine.pipeline.pool import child_setup
-from engine.progress import ProgressBoard, RateClock, show_progress, summary_line
+from engine.progress import ProgressBoard, RateClock, RunSummary, show_progress
 from engine.questdb.conf import QuestDBOptions
 from engine.questdb.resume import CountMismatchError
 from engine.questdb.sink import QuestDBSink, QuestDBSinkFactory, prepare_server
@@ -61,33 +61,16 @@ class QuestDBFileResult:
 
 
 @dataclass
-class QuestDBSummary:
+class QuestDBSummary(RunSummary):
     """What :func:`ingest_questdb` did; ``rows`` are rows confirmed visible by ``count()``."""
 
-    files: int = 0
-    rows: int = 0
-    seconds: float = 0.0
-    bytes: int = 0
-    skipped: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
     protocol: str = ""
     table: str = ""
     results: list[QuestDBFileResult] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.ok else 1
-
-    def line(self) -> str:
-        """The closing summary line."""
-        return summary_line(
-            self.rows, self.seconds, nbytes=self.bytes, files=self.files, skipped=self.skipped,
-            failed=len(self.failed), label=f"questdb {self.table} via {self.protocol}",
-        )  # fmt: skip
+    def label(self) -> str:  # type: ignore[override]
+        return f"questdb {self.table} via {self.protocol}"
 
 
 Report = Callable[[int, str, int, int, int, bool], None]
