@@ -7,6 +7,8 @@ are cut at symbol boundaries. Encoders own the slots and encode on threads of th
 
 from __future__ import annotations
 
+import contextlib
+import os
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -290,6 +292,25 @@ def encode_job(arrays: dict[str, np.ndarray], job: StripeJob) -> None:
     pa.default_memory_pool().release_unused()  # keep the helper's footprint flat between stripes
 
 
+def warm_encoder(options: ParquetOptions | None = None) -> None:
+    """Encode a 2-row stripe once, to a temporary file removed after: the helper loads its Numba
+    cache and pyarrow's writer while its worker decodes the first stripe, not after."""
+    import tempfile
+
+    arrays = {k: np.zeros(2, dtype=v.dtype) for k, v in stripe_buffers(2).items()}
+    fd, part = tempfile.mkstemp(prefix=".datapair-warm-", suffix=".parquet")
+    os.close(fd)
+    try:
+        encode_stripe(
+            arrays,
+            StripeJob(-1, "1970-01-01", 2, np.array([0, 2]), ["WARM"], part),
+            options or ParquetOptions(),
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+
+
 def offload_spec(options: ParquetOptions) -> OffloadSpec:
     """The helper process the pipeline pairs with each file worker to encode its stripes."""
     return OffloadSpec(
@@ -300,4 +321,5 @@ def offload_spec(options: ParquetOptions) -> OffloadSpec:
         handler=encode_job,
         install=set_worker_encoder,
         name="Parquet encoder",
+        warm=warm_encoder,
     )

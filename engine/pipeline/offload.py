@@ -53,6 +53,9 @@ class OffloadSpec:
         how the sinks of that process find the channel.
     name : str
         What the helper does, for messages (``"the Parquet encoder process died"``).
+    warm : callable, optional
+        ``warm()``, run once in the helper as it starts, while its worker decodes the first
+        block: first-call costs (a Numba cache load, a writer's set-up) off the first job.
     """
 
     dtypes: dict[str, np.dtype]
@@ -62,6 +65,7 @@ class OffloadSpec:
     handler: Callable[[dict[str, np.ndarray], Any], None]
     install: Callable[[SlotChannel | None], None]
     name: str = "helper"
+    warm: Callable[[], None] | None = None
 
 
 def _slot_layout(spec: OffloadSpec) -> tuple[dict[str, int], int]:
@@ -161,6 +165,9 @@ def helper_main(conn: Connection, buf: Any, spec: OffloadSpec) -> None:
     """
     slots = slot_views(buf, spec)
     lock = threading.Lock()
+    if spec.warm is not None:
+        with contextlib.suppress(Exception):  # only a head start: a real failure shows on the first job
+            spec.warm()
 
     def run(slot: int, job: Any) -> None:
         c0, w0 = time.thread_time(), time.perf_counter()
