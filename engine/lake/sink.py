@@ -273,7 +273,6 @@ class ParquetSink(FileSink):
         # With an encoder in another process, a stripe that finds every slot busy is encoded here
         # instead of waiting, so both cores stay busy whichever stage is the slower one.
         self._may_steal = not self._own_encoder and self.options.steal
-        self._local: dict[str, np.ndarray] | None = None
         self.stolen = 0
         """Stripes encoded in this process because the encoder's slots were all busy."""
         self._buf = stripe_buffers(self.options.stripe_rows)  # arrival order, then sorted into a slot
@@ -407,17 +406,19 @@ class ParquetSink(FileSink):
         day = day_text(self._day)
         self._collect(block=False)
         local = self.day_files and self.encoder.free_slots() == 0 and self._may_steal
-        if local:  # the encoder is busy with every slot: encode this stripe here rather than wait
-            if self._local is None:
-                self._local = stripe_buffers(self.options.stripe_rows)
-            slot, out = -1, self._local
+        if local:  # the encoder is busy with every slot: encode this stripe here rather than wait,
+            # permuted in place, one column's copy at a time (no second stripe buffer to hold)
+            slot, out = -1, buf
+            for name, col in buf.items():
+                if name != "symbol":
+                    col[:n] = col[:n][perm]
         else:
             while self.encoder.free_slots() == 0:
                 self._collect(block=True)
             slot, out = self.encoder.acquire()
-        for name, src in buf.items():
-            if name != "symbol":
-                gather_rows(src[:n], perm, out[name][:n])
+            for name, src in buf.items():
+                if name != "symbol":
+                    gather_rows(src[:n], perm, out[name][:n])
         out["symbol"][:n] = np.repeat(np.arange(runs, dtype=np.int32), np.diff(starts))
         add_stage("sort", time.thread_time() - c0, time.perf_counter() - w0)
         if self.by_symbol:

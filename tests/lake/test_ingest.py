@@ -26,12 +26,13 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from engine.dbn.columns import COLUMNS, MBO_SCHEMA, ColumnBlock
+from engine.dbn.columns import COLUMNS, MBO_SCHEMA, ColumnBlock, iter_column_blocks
 from engine.ingest import main
 from engine.inputs import find_inputs, read_symbol_filter
-from engine.lake.encode import ParquetOptions
+from engine.lake.encode import ParquetOptions, ThreadEncoder
 from engine.lake.ingest import ingest_parquet, is_complete
-from engine.lake.layout import list_lake, read_lake_info
+from engine.lake.layout import SourceEntry, list_lake, read_lake_info
+from engine.lake.sink import ParquetSink
 from engine.pipeline.sinks import FileSink, SinkResult
 from tests.support.dbn_bytes import write_midnight_file
 from tests.support.hooks import BLOCK_ENCODER_ON_DAY, patched_env
@@ -619,3 +620,30 @@ def test_summary_says_where_the_time_went(day: Path, tmp_path: Path) -> None:
     assert encode > 0
     in_worker = sum(w for n, (_, w) in s.stages.items() if n != "Parquet encoder")
     assert in_worker <= s.file_seconds * 1.01  # the worker's stages lie inside its files' time
+
+
+class _AlwaysBusy(ThreadEncoder):
+    """A shared encoder whose slots are always taken: the sink encodes every stripe itself."""
+
+    def free_slots(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("by_symbol", [False, True])
+def test_stripes_encoded_by_the_worker_equal_the_source(
+    day: Path, day_oracle: pd.DataFrame, tmp_path: Path, by_symbol: bool
+) -> None:
+    """Work stealing: when every encoder slot is busy the sink sorts the stripe in place and
+    encodes it itself; the lake is the same, row for row, feed order kept."""
+    encoder = _AlwaysBusy(SMALL)
+    sink = ParquetSink(tmp_path, SourceEntry.of_file(day), by_symbol=by_symbol, options=SMALL, encoder=encoder)
+    for block in iter_column_blocks(day):
+        sink.write(block)
+    sink.source_done(0)
+    result = sink.close()
+    encoder.close()
+    assert sink.stolen == -(-30_000 // SMALL.stripe_rows) and result.rows == 30_000
+    assert_lake_equals(tmp_path, day_oracle, by_symbol=by_symbol)
+    lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
+    for symbol in SYMBOLS:
+        assert_feed_order(lake, day_oracle, symbol)
