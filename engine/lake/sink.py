@@ -275,6 +275,7 @@ class ParquetSink(FileSink):
         self._may_steal = not self._own_encoder and self.options.steal
         self.stolen = 0
         """Stripes encoded in this process because the encoder's slots were all busy."""
+        self._scratch: np.ndarray | None = None  # one column, for stripes encoded here (work stealing)
         self._buf = stripe_buffers(self.options.stripe_rows)  # arrival order, then sorted into a slot
         self._fill = 0
         self._day: int | None = None
@@ -407,11 +408,15 @@ class ParquetSink(FileSink):
         self._collect(block=False)
         local = self.day_files and self.encoder.free_slots() == 0 and self._may_steal
         if local:  # the encoder is busy with every slot: encode this stripe here rather than wait,
-            # permuted in place, one column's copy at a time (no second stripe buffer to hold)
+            # permuted in place through one column's scratch (no second stripe buffer to hold)
             slot, out = -1, buf
+            if self._scratch is None:
+                self._scratch = np.empty(self.options.stripe_rows * 8, dtype=np.uint8)
             for name, col in buf.items():
                 if name != "symbol":
-                    col[:n] = col[:n][perm]
+                    tmp = self._scratch[: n * col.itemsize].view(col.dtype)
+                    gather_rows(col[:n], perm, tmp)
+                    col[:n] = tmp
         else:
             while self.encoder.free_slots() == 0:
                 self._collect(block=True)
