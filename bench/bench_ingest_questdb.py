@@ -11,7 +11,10 @@ table (dropped afterwards unless ``--keep``):
 - ``ceiling``: the official client alone: the day's 16 columns already decoded into one in-memory
   Arrow table (built before the clock starts), sent with ``questdb.connect(...).dataframe()`` in
   500K-row calls into a table made by our DDL (same dedup keys), until ``count()`` shows every row.
-  No loader can beat it on this server; our QWP row is read as a fraction of it, from one run.
+  No loader can beat it on this server; our QWP row is read as a fraction of it, from one run;
+- ``ilp ceiling``: the same for ILP/HTTP: the day as one prebuilt pandas frame with the same
+  columns (``ilp_frame``), sent with the client's ``Buffer.dataframe`` + ``Sender.flush`` in
+  ``QDB_FLUSH_ROWS`` batches into a table made by our DDL; our ILP/HTTP row is read against it.
 
 Time runs from the start of the load until ``count()`` shows every row (ours: the engine waits
 for the WAL apply and checks the counts itself; baseline: polled). MB/s is the source file's
@@ -35,6 +38,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,7 +49,9 @@ TARGETS = {"qwp": 2.5e6, "ilp-http": 0.35e6}
 RSS_TARGET_MIB = 1024
 BASELINE = "baseline"
 CEILING = "ceiling"
+ILP_CEILING = "ilp-ceiling"
 LABELS = {
+    ILP_CEILING: "ilp ceiling: prebuilt frame + Buffer.dataframe (ILP/HTTP)",
     CEILING: "ceiling: prebuilt Arrow + client dataframe() (QWP)",
     "qwp-cli": "datapair QWP, whole CLI (start-up included)",
     "qwp": "datapair QWP/WebSocket",
@@ -120,6 +126,45 @@ def child_cli(path: str, table: str) -> dict:
     return {"rows": _count(_http(), table), "seconds": seconds, "protocol": "qwp"}
 
 
+def _prebuilt(path: str) -> Any:
+    from engine.dbn.columns import ColumnBlock, iter_column_blocks
+    from engine.questdb.keys import DaySequencer
+    from engine.questdb.protocols import concat_blocks
+
+    seq = DaySequencer()
+    return concat_blocks(
+        [ColumnBlock({**b.arrays, "day_seq": seq.number(b)}, b.symbols) for b in iter_column_blocks(path)]
+    )
+
+
+def child_ilp_ceiling(path: str, table: str) -> dict:
+    import questdb
+
+    from engine.questdb.conf import QuestDBOptions, parse_questdb_url
+    from engine.questdb.protocols import SYMBOL_COLUMNS, ilp_frame
+    from engine.questdb.sink import prepare_server
+
+    opts = prepare_server(QuestDBOptions.from_env(protocol="ilp-http", table=table, log_table=f"{table}_log"))
+    df = ilp_frame(_prebuilt(path))  # built before the clock starts
+    conf = parse_questdb_url(URL).ilp_http_conf(auto_flush="off")
+    http = _http()
+    t0 = time.perf_counter()
+    with questdb.Sender.from_conf(conf) as sender:
+        buf = sender.new_buffer()
+        for lo in range(0, len(df), opts.flush_rows):
+            buf.clear()
+            buf.dataframe(
+                df.iloc[lo : lo + opts.flush_rows],
+                table_name=opts.table,
+                symbols=SYMBOL_COLUMNS,
+                at="ts_event",
+            )
+            sender.flush(buf, clear=False, transactional=True)
+    while _count(http, opts.table) < len(df):
+        time.sleep(0.05)
+    return {"rows": len(df), "seconds": time.perf_counter() - t0, "protocol": "ilp-http"}
+
+
 def child_ceiling(path: str, table: str, chunk: int = 500_000) -> dict:
     import pyarrow as pa
     import questdb
@@ -159,6 +204,8 @@ def run_child_mode(argv: list[str]) -> int:
         out = child_baseline(a.path, a.table)
     elif a.name == CEILING:
         out = child_ceiling(a.path, a.table)
+    elif a.name == ILP_CEILING:
+        out = child_ilp_ceiling(a.path, a.table)
     elif a.name == "qwp-cli":
         out = child_cli(a.path, a.table)
     else:
@@ -218,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     protocols = available([s.strip() for s in args.protocols.split(",") if s.strip()])
     day = generated_day(args.records)
-    ceiling = [CEILING] if "qwp" in protocols and not args.no_ceiling else []
+    ceiling = [] if args.no_ceiling else [CEILING] if "qwp" in protocols else []
+    ceiling += [ILP_CEILING] if "ilp-http" in protocols and not args.no_ceiling else []
     cli = ["qwp-cli"] if "qwp" in protocols else []
     names = [*ceiling, *protocols, *cli, *([] if args.no_baseline else [BASELINE])]
     http = _http()
@@ -261,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{k} {c:.2f}/{w:.2f}" for k, (c, w) in sorted(r["stages"].items(), key=lambda kv: -kv[1][1])
             )
             print(f"{r['name']} stages (CPU s / wall s; send runs on its own thread beside decode): {parts}")
+    ilp_top = next((r for r in results if r["key"] == ILP_CEILING), None)
+    ilp = next((r for r in results if r["key"] == "ilp-http"), None)
+    if ilp_top is not None and ilp is not None:
+        print(
+            f"{LABELS['ilp-http']} / ilp ceiling: {ilp['rows_per_s'] / ilp_top['rows_per_s']:.2f} (target >= 0.9)"
+        )
     for key in ("qwp", "qwp-cli"):
         mine = next((r for r in results if r["key"] == key), None)
         if top is not None and mine is not None:

@@ -50,7 +50,7 @@ ENV_VARS: dict[str, str] = {
     "QUESTDB_URL": f"server HTTP endpoint: URL, host[:port] or client conf string (default {DEFAULT_URL})",
     "QDB_PROTOCOL": "default of --protocol: auto, qwp, ilp-http or ilp-tcp (default auto)",
     "QDB_FLUSH_ROWS": "rows per ILP request (default 50000; QWP batches are sized by the client)",
-    "QDB_BATCH_BYTES": "bytes per ILP request, at most (default 3000000)",
+    "QDB_BATCH_BYTES": "bytes per ILP request, at most (default 16000000)",
     "QDB_QWP_ROWS": "rows per QWP bulk-load call, each one committed (default 500000)",
     "QDB_CONCURRENCY": "files loaded at once, each with its own sender (default 2; --jobs wins)",
     "QDB_RETRY_TIMEOUT": "milliseconds to keep retrying transient errors and dropped connections (default 10000)",
@@ -269,7 +269,7 @@ class QuestDBOptions:
     table: str = "mbo_ticks"
     log_table: str = "ingest_log"
     flush_rows: int = 50_000
-    batch_bytes: int = 3_000_000
+    batch_bytes: int = 16_000_000
     qwp_rows: int = 500_000
     concurrency: int | None = None
     retry_timeout_ms: int = 10_000
