@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from engine.dbn.metadata import UNDEF_PRICE
 from engine.errors import QueryError
+from engine.lake.arrow import ints
 
 __all__ = ["BAR_COLUMNS", "RESOLUTIONS", "Bars", "bars_from_trades", "pick_resolution"]
 
@@ -168,23 +169,14 @@ def _empty() -> Bars:
     return Bars(z, z, z, z, z, z, z)
 
 
-def _int64(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """An integer or timestamp column as int64 NumPy."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if pa.types.is_timestamp(col.type):
-        col = col.view(pa.int64())
-    return col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-
-
 def bars_from_trades(batches: Iterable[pa.RecordBatch], step: int) -> Bars:
     """Aggregate a key-ordered stream of trades (``ts_event``, ``price_raw``, ``size``) into bars."""
     out = _empty()
     for b in batches:
         if b.num_rows == 0:
             continue
-        ts = _int64(b.column("ts_event"))
-        price = _int64(b.column("price_raw"))
+        ts = ints(b.column("ts_event"))
+        price = ints(b.column("price_raw"))
         size = b.column("size").to_numpy(zero_copy_only=False).view(np.uint32).astype(np.int64)
         ok = price != UNDEF_PRICE
         if not ok.all():

@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 
 from engine.book.codes import ACTIONS, SIDES
 from engine.errors import QueryError
-from engine.lake.layout import lake_file_name, symbol_file_covers
+from engine.lake.arrow import ints, symbol_mask
+from engine.lake.layout import day_of_ns, lake_file_name, symbol_file_covers
 from engine.lake.store import LakePath, is_remote, parquet_file, parquet_metadata, resolve
 
 __all__ = [
@@ -171,20 +172,6 @@ def _codes(col: pa.Array, name: str) -> np.ndarray:
     return np.array([letters.index(v) if v in letters else -1 for v in values], np.int8)
 
 
-def _ints(col: pa.Array, dtype: type) -> np.ndarray:
-    if pa.types.is_timestamp(col.type):
-        col = col.view(pa.int64())
-    return col.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-
-
-def _symbol_mask(col: pa.Array, symbol: str) -> np.ndarray:
-    if isinstance(col, pa.DictionaryArray):
-        codes = [i for i, v in enumerate(col.dictionary.to_pylist()) if v == symbol]
-        idx = col.indices.to_numpy(zero_copy_only=False)
-        return np.isin(idx, codes) if codes else np.zeros(len(idx), np.bool_)
-    return np.asarray(col.to_numpy(zero_copy_only=False) == symbol, dtype=np.bool_)
-
-
 def batch_columns(
     batch: pa.RecordBatch, columns: Sequence[str] = BOOK_READ, mask: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -192,7 +179,7 @@ def batch_columns(
     out = {}
     for name in columns:
         col = batch.column(name)
-        arr = _codes(col, name) if name in _CODES else _ints(col, _DTYPES[name])
+        arr = _codes(col, name) if name in _CODES else ints(col).astype(_DTYPES[name], copy=False)
         out[name] = arr[mask] if mask is not None else np.ascontiguousarray(arr)
     return out
 
@@ -224,9 +211,9 @@ def iter_symbol_blocks(
         for batch in table.to_batches():
             mask = None
             if need_symbol and not only:
-                mask = _symbol_mask(batch.column("symbol"), symbol)
+                mask = symbol_mask(batch.column("symbol"), symbol)
             if recv_lo is not None or recv_hi is not None:
-                recv = _ints(batch.column("ts_recv"), np.int64)
+                recv = ints(batch.column("ts_recv"))
                 m = np.ones(len(recv), np.bool_) if mask is None else mask
                 if recv_lo is not None:
                     m = m & (recv >= recv_lo)
@@ -258,4 +245,4 @@ def read_symbol_rows(
 
 def day_of(ts: int) -> dt.date:
     """UTC date of a ns timestamp (the lake's day of a ts_recv)."""
-    return _EPOCH + dt.timedelta(days=int(ts) // 86_400_000_000_000)
+    return _EPOCH + dt.timedelta(days=day_of_ns(ts))

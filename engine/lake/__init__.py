@@ -11,7 +11,9 @@ footer metadata that makes reruns exact. What lives here:
 - :mod:`~engine.lake.writer`: a file from batches already in symbol order (the QuestDB export);
 - :mod:`~engine.lake.ingest`: :func:`ingest_parquet`, what ``datapair-ingest --parquet`` runs;
 - :mod:`~engine.lake.scan`, :mod:`~engine.lake.query`, :mod:`~engine.lake.ohlcv`: reading it back
-  with Polars (row-group pruning, SQL on ``df``, OHLCV bars).
+  with Polars (row-group pruning, SQL on ``df``, OHLCV bars);
+- :mod:`~engine.lake.arrow`: int64 views and symbol/action masks over its Arrow columns (the
+  service's stores and the order book's reader share them).
 
 May import: :mod:`engine.pipeline`, :mod:`engine.dbn` and the shared top-level modules.
 """

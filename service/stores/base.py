@@ -30,6 +30,7 @@ from engine.dbn.columns import MBO_SCHEMA
 from engine.dbn.kernels import NS_PER_DAY
 from engine.dbn.symbology import check_symbol
 from engine.errors import QueryError
+from engine.lake.arrow import ints
 
 if TYPE_CHECKING:
     from service.bars import Bars
@@ -248,15 +249,6 @@ def read_columns(columns: Sequence[str] | None) -> list[str]:
         if c not in out:
             out.append(c)
     return [c for c in MBO_SCHEMA.names if c in out]
-
-
-def ints(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """An integer or timestamp column as int64 NumPy (zero copy when possible)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if pa.types.is_timestamp(col.type):
-        col = col.view(pa.int64())
-    return col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 def key_order(table: pa.Table | pa.RecordBatch, order: str = "feed") -> np.ndarray:

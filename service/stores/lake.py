@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 
 from engine.book.snapshot import book_snapshot
 from engine.errors import StoreUnavailableError
+from engine.lake.arrow import action_mask, symbol_mask
 from engine.lake.layout import LakeFile, list_lake, parse_lake_name
 from engine.lake.store import LakePath, resolve
 from service.bars import Bars
@@ -64,11 +65,9 @@ from service.stores.lakefiles import (
     RowGroup,
     RowGroupCache,
     Stale,
-    action_mask,
     file_stamp,
     index_file,
     merge_sorted,
-    symbol_mask,
 )
 
 __all__ = ["LakeStore"]

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pyarrow as pa
 
+from engine.lake.arrow import action_mask, ints, symbol_mask
 from service.bars import Bars, bars_from_trades
-from service.stores.base import RangeQuery, ints
-from service.stores.lakefiles import FileIndex, RowGroupCache, action_mask, symbol_mask
+from service.stores.base import RangeQuery
+from service.stores.lakefiles import FileIndex, RowGroupCache
 
 __all__ = ["TRADE_COLUMNS", "TradeBars"]
 

@@ -22,7 +22,7 @@ from engine.lake.store import LakePath, parquet_file, parquet_metadata
 from service.stores.base import EVENT_KEY_COLUMNS, KEY_COLUMNS, SymbolRange, ints, is_sorted
 
 __all__ = [
-    "MAX", "FileIndex", "RowGroup", "RowGroupCache", "Stale", "action_mask", "file_stamp", "index_file", "merge_sorted", "symbol_mask",
+    "MAX", "FileIndex", "RowGroup", "RowGroupCache", "Stale", "file_stamp", "index_file", "merge_sorted",
 ]  # fmt: skip
 
 MAX = 2**63 - 1
@@ -153,31 +153,6 @@ class RowGroupCache:
             while self.bytes > self.max_bytes:
                 _, old = self._items.popitem(last=False)
                 self.bytes -= old.nbytes
-
-
-def symbol_mask(col: pa.ChunkedArray | pa.Array, symbol: str) -> np.ndarray:
-    """Boolean mask of rows equal to ``symbol`` (dictionary or plain strings)."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if isinstance(col, pa.DictionaryArray):
-        values = col.dictionary.to_pylist()
-        codes = [i for i, v in enumerate(values) if v == symbol]
-        idx = col.indices.to_numpy(zero_copy_only=False)
-        if not codes:
-            return np.zeros(len(idx), dtype=np.bool_)
-        return np.isin(idx, codes) if len(codes) > 1 else idx == codes[0]
-    return np.asarray(col.to_numpy(zero_copy_only=False) == symbol, dtype=np.bool_)
-
-
-def action_mask(col: pa.ChunkedArray | pa.Array, actions: tuple[str, ...]) -> np.ndarray:
-    """Boolean mask of rows whose action is one of ``actions``."""
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if isinstance(col, pa.DictionaryArray):
-        values = col.dictionary.to_pylist()
-        codes = [i for i, v in enumerate(values) if v in actions]
-        return np.isin(col.indices.to_numpy(zero_copy_only=False), codes)
-    return np.isin(col.to_numpy(zero_copy_only=False), list(actions))
 
 
 def merge_sorted(table: pa.Table, rank: np.ndarray, order: str) -> pa.Table:
