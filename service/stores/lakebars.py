@@ -13,17 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-import numpy as np
 import pyarrow as pa
 
 from engine.lake.arrow import action_mask, ints, symbol_mask
 from service.bars import Bars, bars_from_trades
-from service.stores.base import RangeQuery
+from service.stores.base import EVENT_KEY_COLUMNS, RangeQuery, key_order
 from service.stores.lakefiles import FileIndex, RowGroupCache
 
 __all__ = ["TRADE_COLUMNS", "TradeBars"]
 
-TRADE_COLUMNS = ("ts_event", "ts_recv", "instrument_id", "publisher_id", "price_raw", "size")
+TRADE_COLUMNS = (*EVENT_KEY_COLUMNS, "price_raw", "size")
 _READ = [*TRADE_COLUMNS, "symbol", "action"]
 
 Reader = Callable[[FileIndex, int, list[str]], pa.Table]
@@ -61,6 +60,4 @@ class TradeBars:
         t = pa.concat_tables(parts).combine_chunks()
         ts = ints(t.column("ts_event"))
         t = t.filter(pa.array((ts >= lo) & (ts <= hi)))
-        keys = [ints(t.column(c)) for c in TRADE_COLUMNS[:4]]
-        order = np.lexsort(keys[::-1])  # stable: equal keys keep the files' order
-        return bars_from_trades(t.take(order).to_batches(), step)
+        return bars_from_trades(t.take(key_order(t, "event")).to_batches(), step)  # ties: the files' order
