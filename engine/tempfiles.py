@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["TEMP_PATTERN", "pid_alive", "remove_stale_temps", "temp_path"]
+__all__ = ["TEMP_PATTERN", "pid_alive", "remove_stale_temps", "replacing", "temp_path"]
 
 TEMP_PATTERN = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
@@ -23,6 +25,19 @@ def temp_path(final: str | os.PathLike[str], purpose: str = "") -> Path:
     f = Path(final)
     tag = f".{purpose}" if purpose else ""
     return f.with_name(f".{f.name}{tag}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+
+
+@contextmanager
+def replacing(final: str | os.PathLike[str], purpose: str = "") -> Iterator[Path]:
+    """Write ``final`` under its :func:`temp_path`: yields that path; renamed onto ``final`` when
+    the block ends, removed if it raises (nothing half-written under the final name)."""
+    tmp = temp_path(final, purpose)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def pid_alive(pid: int) -> bool:

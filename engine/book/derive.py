@@ -41,7 +41,7 @@ from engine.errors import QueryError
 from engine.inputs import nearest
 from engine.lake.scan import lake_symbols
 from engine.lake.store import LakePath, is_remote
-from engine.tempfiles import temp_path
+from engine.tempfiles import replacing
 
 __all__ = ["SCHEMAS", "DeriveSummary", "derive_day", "output_path"]
 
@@ -127,6 +127,23 @@ def _symbol_rows(
     yield 0, sampler.flush()
 
 
+def _empty_table(depth: int, mbp: bool) -> pa.Table:
+    """A table of the output schema with no rows (a day without any)."""
+    ints64 = (
+        "ts_recv",
+        "ts_event",
+        "publisher_id",
+        "instrument_id",
+        "price_raw",
+        "size",
+        "flags",
+        "sequence",
+    )
+    empty = {k: np.empty(0, np.int64) for k in (*ints64, "ts_in_delta", "depth", *_level_order(depth))}
+    empty.update({k: np.empty(0, np.int8) for k in ("action", "side")})
+    return _table(empty, "", depth, mbp)
+
+
 def derive_day(
     lake: str | os.PathLike[str],
     schema: str,
@@ -162,53 +179,31 @@ def derive_day(
     final = output_path(output, schema, day)
     final.parent.mkdir(parents=True, exist_ok=True)
     summary = DeriveSummary(final)
-    tmp = temp_path(final)
     writer: pq.ParquetWriter | None = None
-    try:
-        for symbol in sorted(wanted):
-            src = day_source(lake_dir, symbol, day)
-            if src is None:  # pragma: no cover - listed above
-                continue
-            summary.symbols += 1
-            done = 0
-            for n_in, rows in _symbol_rows(iter_symbol_blocks(src, symbol, columns=DERIVE_READ), schema):
-                done += n_in
-                summary.rows_in += n_in
-                if rows and len(rows["ts_recv"]):
-                    t = _table(rows, symbol, depth, isinstance(kind, int))
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, t.schema, compression="zstd")
-                    writer.write_table(t.cast(writer.schema))
-                    summary.rows_out += t.num_rows
-                if on_progress is not None:
-                    on_progress(symbol, done)
-        if writer is None:  # no rows at all: an empty file of the schema
-            empty = {
-                k: np.empty(0, np.int64)
-                for k in (
-                    "ts_recv",
-                    "ts_event",
-                    "publisher_id",
-                    "instrument_id",
-                    "price_raw",
-                    "size",
-                    "flags",
-                    "sequence",
-                    "ts_in_delta",
-                    "depth",
+    with replacing(final) as tmp:
+        try:
+            for symbol in sorted(wanted):
+                src = day_source(lake_dir, symbol, day)
+                if src is None:  # pragma: no cover - listed above
+                    continue
+                summary.symbols += 1
+                done = 0
+                for n_in, rows in _symbol_rows(iter_symbol_blocks(src, symbol, columns=DERIVE_READ), schema):
+                    done += n_in
+                    summary.rows_in += n_in
+                    if rows and len(rows["ts_recv"]):
+                        t = _table(rows, symbol, depth, isinstance(kind, int))
+                        if writer is None:
+                            writer = pq.ParquetWriter(tmp, t.schema, compression="zstd")
+                        writer.write_table(t.cast(writer.schema))
+                        summary.rows_out += t.num_rows
+                    if on_progress is not None:
+                        on_progress(symbol, done)
+            if writer is None:  # no rows at all: an empty file of the schema
+                writer = pq.ParquetWriter(
+                    tmp, _empty_table(depth, isinstance(kind, int)).schema, compression="zstd"
                 )
-            }
-            empty.update({k: np.empty(0, np.int8) for k in ("action", "side")})
-            empty.update({k: np.empty(0, np.int64) for k in _level_order(depth)})
-            writer = pq.ParquetWriter(
-                tmp, _table(empty, "", depth, isinstance(kind, int)).schema, compression="zstd"
-            )
-        writer.close()
-        writer = None
-        os.replace(tmp, final)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+        finally:
+            if writer is not None:
+                writer.close()
     return summary

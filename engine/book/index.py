@@ -45,7 +45,7 @@ from engine.errors import QueryError
 from engine.lake.layout import lake_file_name, list_lake
 from engine.lake.scan import lake_symbols
 from engine.lake.store import is_remote
-from engine.tempfiles import remove_stale_temps, temp_path
+from engine.tempfiles import remove_stale_temps, replacing
 
 __all__ = [
     "BOOK_DIR",
@@ -190,13 +190,8 @@ def write_checkpoints(
         META_DAY: src.day.isoformat().encode(),
     }
     table = table.replace_schema_metadata(meta)
-    tmp = temp_path(final)
-    try:
+    with replacing(final) as tmp:
         pq.write_table(table, tmp, row_group_size=1, compression="zstd", write_statistics=["ts_recv"])
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return final
 
 
