@@ -77,33 +77,22 @@ def child(name: str, src: str) -> dict:
             rows, ok, work = s.rows, s.ok, sum(o.seconds for o in s.outcomes)
             workers = 1
         else:
-            import distributed
-
             from engine.cluster import IngestJob, ingest_cluster
+            from engine.cluster.client import connect
 
             workers = int(name.split(":", 1)[1].split()[0])
-            pinned = "core" in name
             t0 = time.perf_counter()
-            lc = distributed.LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=40,
-            )
-            client = distributed.Client(lc)
-            client.submit(int, 1).result()  # workers up
-            if pinned:
-                cpus = sorted(os.sched_getaffinity(0))
-                for i, addr in enumerate(sorted(client.scheduler_info()["workers"])):
-                    client.run(_pin, cpus[i % len(cpus)], workers=[addr])
-            startup = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            c = ingest_cluster(files, workers, IngestJob(lake=str(lake)), client=client)
-            seconds = time.perf_counter() - t0
+            with connect(workers) as client:  # the LocalCluster --cluster local:N starts
+                client.submit(int, 1).result()  # workers up
+                if "core" in name:
+                    cpus = sorted(os.sched_getaffinity(0))
+                    for i, addr in enumerate(sorted(client.scheduler_info()["workers"])):
+                        client.run(_pin, cpus[i % len(cpus)], workers=[addr])
+                startup = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                c = ingest_cluster(files, workers, IngestJob(lake=str(lake)), client=client)
+                seconds = time.perf_counter() - t0
             rows, ok, work = c.rows, c.ok, sum(r.seconds for r in c.reports)
-            client.close()
-            lc.close()
         if not ok:
             raise SystemExit(f"{name}: ingest failed")
     finally:
