@@ -51,6 +51,7 @@ ENV_VARS: dict[str, str] = {
     "QDB_PROTOCOL": "default of --protocol: auto, qwp, ilp-http or ilp-tcp (default auto)",
     "QDB_FLUSH_ROWS": "rows per ILP request (default 50000; QWP batches are sized by the client)",
     "QDB_BATCH_BYTES": "bytes per ILP request, at most (default 16000000)",
+    "QDB_ILP_CONNECTIONS": "ILP/HTTP requests in flight at once per file, one connection each (default 2)",
     "QDB_QWP_ROWS": "rows per QWP bulk-load call, each one committed (default 500000)",
     "QDB_CONCURRENCY": "files loaded at once, each with its own sender (default 2; --jobs wins)",
     "QDB_RETRY_TIMEOUT": "milliseconds to keep retrying transient errors and dropped connections (default 10000)",
@@ -270,6 +271,7 @@ class QuestDBOptions:
     log_table: str = "ingest_log"
     flush_rows: int = 50_000
     batch_bytes: int = 16_000_000
+    ilp_connections: int = 2
     qwp_rows: int = 500_000
     concurrency: int | None = None
     retry_timeout_ms: int = 10_000
@@ -279,7 +281,8 @@ class QuestDBOptions:
 
     _ENV = {
         "url": "QUESTDB_URL", "protocol": "QDB_PROTOCOL", "flush_rows": "QDB_FLUSH_ROWS",
-        "batch_bytes": "QDB_BATCH_BYTES", "qwp_rows": "QDB_QWP_ROWS", "concurrency": "QDB_CONCURRENCY",
+        "batch_bytes": "QDB_BATCH_BYTES", "ilp_connections": "QDB_ILP_CONNECTIONS", "qwp_rows": "QDB_QWP_ROWS",
+        "concurrency": "QDB_CONCURRENCY",
         "retry_timeout_ms": "QDB_RETRY_TIMEOUT", "verify_timeout_s": "QDB_VERIFY_TIMEOUT",
         "tcp_port": "QDB_ILP_TCP_PORT", "log_table": "QDB_LOG_TABLE",
     }  # fmt: skip
@@ -305,7 +308,8 @@ class QuestDBOptions:
     def _checked(cls, values: dict[str, Any]) -> QuestDBOptions:
         out: dict[str, Any] = {}
         env = cls._ENV
-        for name in ("flush_rows", "batch_bytes", "qwp_rows", "retry_timeout_ms", "tcp_port", "concurrency"):
+        ints = ("flush_rows", "batch_bytes", "ilp_connections", "qwp_rows", "retry_timeout_ms", "tcp_port", "concurrency")
+        for name in ints:
             if name in values:
                 out[name] = parse_positive_int(values[name], env.get(name, name))
         if "tcp_port" in out and out["tcp_port"] > 65535:

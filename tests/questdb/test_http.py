@@ -127,7 +127,8 @@ def test_ilp_sender_reconnects_then_stops_on_a_permanent_error(
     refusal = '{"code":"invalid","message":"bad value","line":1,"errorId":"x-1"}'
     faults = [drop_request(after=100), drop_request(after=100), status(503, "busy"), None, status(400, refusal)]
     with FaultProxy((a.host, a.port), match="/write", faults=faults) as p:
-        opts = QuestDBOptions.from_env({}, url=p.url, retry_timeout_ms=3000, flush_rows=100)
+        # one connection: the faults meet the requests in the order the rows are cut
+        opts = QuestDBOptions.from_env({}, url=p.url, retry_timeout_ms=3000, flush_rows=100, ilp_connections=1)
         sender = IlpSender(opts.address, opts, t, "http")
         try:
             with pytest.raises(SinkError, match="bad value"):

@@ -17,6 +17,9 @@ it take faults (e.g. ``/write`` for ILP/HTTP, whose client also asks for ``/sett
 - :func:`status` ``(code, body)``: read the request, answer ``code`` (e.g. 503, or a 204 that
   acknowledges rows the server never sees) instead of forwarding; the connection stays open.
 - :func:`stall`: accept and read, never forward, never answer.
+- :func:`wait_for` ``(n)``: hold the request until the proxy has seen ``n`` requests (that take
+  faults) in all, then forward it; ``released`` records True, or False when a minute passed
+  first. A request held until a later one arrives proves the client had both in flight at once.
 
 ``FaultProxy(None, default=stall())`` is a silent listener: it accepts connections and never
 answers. ``requests`` lists ``"METHOD /path"`` of every HTTP request seen, ``applied`` every fault
@@ -34,7 +37,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Fault", "FaultProxy", "drop_request", "drop_response", "stall", "status"]
+__all__ = ["Fault", "FaultProxy", "drop_request", "drop_response", "stall", "status", "wait_for"]
 
 _CHUNK = 65536
 _REASONS = {204: "No Content", 400: "Bad Request", 500: "Internal Server Error", 502: "Bad Gateway",
@@ -69,6 +72,11 @@ def status(code: int = 503, body: bytes | str = b"") -> Fault:
 def stall() -> Fault:
     """Never forward, never answer (the connection stays open until the client or the proxy closes it)."""
     return Fault("stall")
+
+
+def wait_for(n: int) -> Fault:
+    """Hold the request until ``n`` requests were seen in all (at most a minute), then forward it."""
+    return Fault("wait_for", after=n)
 
 
 class _Closed(Exception):
@@ -220,6 +228,9 @@ class _Conn:
             self.proxy.requests.append(f"{method} {path}")
             self.proxy.headers.append(headers)
             fault = self.proxy._next_fault(path)
+            if fault is not None and fault.kind == "wait_for":
+                self.proxy._wait_for(fault.after)
+                fault = None
             if fault is not None and fault.kind == "stall":
                 return self.hold()
             if fault is not None and fault.kind == "status":
@@ -306,8 +317,11 @@ class FaultProxy:
         self.headers: list[dict[str, str]] = []
         self.bodies: list[int] = []
         self.applied: list[Fault] = []
+        self.released: list[bool] = []
         self.connections = 0
+        self._seen = 0
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._socks: list[socket.socket] = []
         self._listener = socket.socket()
         # A fixed, small receive window (no autotuning): after a drop the client learns of it within
@@ -332,10 +346,17 @@ class FaultProxy:
         if self.match is not None and not path.startswith(self.match):
             return None
         with self._lock:
+            self._seen += 1
+            self._arrived.notify_all()
             fault = self.faults.popleft() if self.faults else self.default
             if fault is not None:
                 self.applied.append(fault)
             return fault
+
+    def _wait_for(self, n: int, limit: float = 60.0) -> None:
+        with self._arrived:
+            ok = self._arrived.wait_for(lambda: self._seen >= n, timeout=limit)
+            self.released.append(ok)
 
     def _accept(self) -> None:
         while True:
