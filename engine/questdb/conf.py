@@ -308,7 +308,8 @@ class QuestDBOptions:
     def _checked(cls, values: dict[str, Any]) -> QuestDBOptions:
         out: dict[str, Any] = {}
         env = cls._ENV
-        ints = ("flush_rows", "batch_bytes", "ilp_connections", "qwp_rows", "retry_timeout_ms", "tcp_port", "concurrency")
+        ints = ("flush_rows", "batch_bytes", "ilp_connections", "qwp_rows", "retry_timeout_ms", "tcp_port",
+                "concurrency")  # fmt: skip
         for name in ints:
             if name in values:
                 out[name] = parse_positive_int(values[name], env.get(name, name))

@@ -23,11 +23,12 @@ from typing import Any
 from engine.dbn.columns import ColumnBlock
 from engine.errors import DatapairError, SinkError
 from engine.pipeline.sinks import FileSink, SinkResult
-from engine.questdb.conf import QuestDBOptions
+from engine.questdb.conf import QuestDBOptions, ServerAddress
 from engine.questdb.ddl import ensure_tables
 from engine.questdb.http import Backoff, QuestDBHttp
+from engine.questdb.ilp import IlpSender
 from engine.questdb.keys import DaySequencer, FileStats
-from engine.questdb.protocols import detect_protocol, open_sender
+from engine.questdb.protocols import QwpSender, detect_protocol
 from engine.questdb.resume import (
     CountMismatchError,
     file_key,
@@ -39,7 +40,7 @@ from engine.questdb.resume import (
 )
 from engine.stages import stage
 
-__all__ = ["QuestDBSink", "QuestDBSinkFactory", "http_client", "prepare_server"]
+__all__ = ["QuestDBSink", "QuestDBSinkFactory", "http_client", "open_sender", "prepare_server"]
 
 _PREPARED: dict[QuestDBOptions, QuestDBOptions] = {}
 _STOP = object()
@@ -251,6 +252,20 @@ class QuestDBSink(FileSink):
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def open_sender(
+    protocol: str, address: ServerAddress, options: QuestDBOptions, table: str
+) -> IlpSender | QwpSender:
+    """The sender of a resolved protocol (``qwp``, ``ilp-http`` or ``ilp-tcp``)."""
+    if protocol == "qwp":
+        return QwpSender(address, options, table)
+    if protocol == "ilp-http":
+        return IlpSender(address, options, table, "http")
+    if protocol == "ilp-tcp":
+        return IlpSender(address, options, table, "tcp")
+    msg = f"protocol {protocol!r} is not resolved (expected qwp, ilp-http or ilp-tcp)"
+    raise ValueError(msg)
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,8 @@ from hypothesis import strategies as st
 from engine.dbn.columns import ACTIONS, SIDES
 from engine.questdb.conf import QuestDBOptions, parse_questdb_url
 from engine.questdb.ddl import MBO_COLUMNS, ensure_tables
-from engine.questdb.protocols import (
-    QWP_SCHEMA,
-    Batcher,
-    IlpSender,
-    QwpSender,
-    concat_blocks,
-    ilp_frame,
-    qwp_table,
-)
+from engine.questdb.ilp import Batcher, IlpSender
+from engine.questdb.protocols import QWP_SCHEMA, QwpSender, concat_blocks, ilp_frame, qwp_table
 from tests.support.blocks import block_of
 from tests.support.faultproxy import FaultProxy, drop_request, wait_for
 from tests.support.qdb import CANONICAL, assert_same_rows, read_rows, require_protocol, server, wait_count
@@ -224,7 +217,9 @@ def test_ilp_http_keeps_requests_in_flight_on_two_connections(
     http = server(questdb_url)
     ensure_tables(http, t, "day", log)
     block = block_of(5000, seed=11)
-    with FaultProxy((a.host, a.port), match="/write", faults=[wait_for(2), None, None, drop_request(after=200)]) as p:
+    with FaultProxy(
+        (a.host, a.port), match="/write", faults=[wait_for(2), None, None, drop_request(after=200)]
+    ) as p:
         opts = QuestDBOptions.from_env({"QDB_ILP_CONNECTIONS": "2"}, url=p.url, flush_rows=500)
         sender = IlpSender(opts.address, opts, t, "http")
         try:

@@ -21,9 +21,10 @@ from engine.errors import SinkError
 from engine.questdb.conf import QuestDBOptions, parse_questdb_url
 from engine.questdb.ddl import ensure_tables
 from engine.questdb.http import QuestDBHttp
+from engine.questdb.ilp import IlpSender
 from engine.questdb.ingest import ingest_questdb
 from engine.questdb.keys import FileStats
-from engine.questdb.protocols import IlpSender, QwpSender, detect_protocol
+from engine.questdb.protocols import QwpSender, detect_protocol
 from engine.questdb.resume import write_completion
 from engine.questdb.sink import QuestDBSink
 from tests.support.blocks import block_of
@@ -85,16 +86,21 @@ def test_symbol_filter_then_full_load_is_exact(questdb_url: str, http: QuestDBHt
     assert_same_rows(read_rows(http, names[0]), want)
 
 
+@pytest.mark.parametrize("connections", [1, 2])
 def test_rejected_batch_mid_file_then_rerun_is_exact(
-    questdb_url: str, http: QuestDBHttp, proxy: FaultProxy, names, make_day
+    questdb_url: str, http: QuestDBHttp, proxy: FaultProxy, names, make_day, connections: int
 ) -> None:
     path = make_day(records=30_000)
-    opts = via(proxy, questdb_url, names, "ilp-http", flush_rows=4_000)
+    opts = via(proxy, questdb_url, names, "ilp-http", flush_rows=4_000, ilp_connections=connections)
     proxy.faults.extend([None, None, None, status(400, ILP_ERROR)])
     failed = ingest_questdb([path], options=opts)
     assert not failed.ok and failed.exit_code == 1
     assert "cast error on line 7" in failed.failed[0][1]
-    assert wait_count(http, names[0], 12_000) == 12_000  # the three batches before the refusal
+    # nothing is sent after the refusal: the three batches before it, and with two connections
+    # maybe the one already in flight beside it; every accepted batch landed
+    writes = sum(r.startswith("POST /write") for r in proxy.requests)
+    assert 4 <= writes <= 3 + connections
+    assert wait_count(http, names[0], (writes - 1) * 4_000) == (writes - 1) * 4_000
     assert count(http, names[1]) == 0  # no completion record for a failed file
     rerun = ingest_questdb([path], options=opts)
     assert rerun.ok and rerun.skipped == 0, rerun.failed

@@ -14,7 +14,8 @@ from engine.errors import QueryError, SinkError, StoreUnavailableError
 from engine.questdb.conf import QuestDBOptions, parse_questdb_url
 from engine.questdb.ddl import ensure_tables
 from engine.questdb.http import Backoff, QuestDBHttp, TransientError, retry
-from engine.questdb.protocols import IlpSender, is_transient
+from engine.questdb.ilp import IlpSender
+from engine.questdb.protocols import is_transient
 from tests.support.blocks import block_of
 from tests.support.faultproxy import FaultProxy, drop_request, drop_response, status
 from tests.support.qdb import wait_count

@@ -23,7 +23,8 @@ it take faults (e.g. ``/write`` for ILP/HTTP, whose client also asks for ``/sett
 
 ``FaultProxy(None, default=stall())`` is a silent listener: it accepts connections and never
 answers. ``requests`` lists ``"METHOD /path"`` of every HTTP request seen, ``applied`` every fault
-that took effect, ``headers`` their headers (lower-case names), ``bodies`` their body sizes;
+that took effect, ``headers`` their headers (lower-case names), ``bodies`` their body sizes (0 for
+none; all three lists line up, whatever the connections' interleaving);
 ``connections`` counts accepted connections.
 """
 
@@ -135,6 +136,7 @@ class _Conn:
         self.reader = _Reader(client)
         self.upstream: socket.socket | None = None
         self.budget: int | None = None  # answer bytes still to relay before a reset
+        self.seen = -1  # index of the current request in the proxy's lists
         self.lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -225,8 +227,7 @@ class _Conn:
             for line in lines[1:]:
                 k, _, v = line.partition(":")
                 headers[k.strip().lower()] = v.strip()
-            self.proxy.requests.append(f"{method} {path}")
-            self.proxy.headers.append(headers)
+            self.seen = self.proxy._record(f"{method} {path}", headers)
             fault = self.proxy._next_fault(path)
             if fault is not None and fault.kind == "wait_for":
                 self.proxy._wait_for(fault.after)
@@ -260,7 +261,7 @@ class _Conn:
             data = b"".join(parts)
         else:
             data = self.reader.take(int(headers.get("content-length", "0") or 0))
-        self.proxy.bodies.append(len(data))
+        self.proxy.bodies[self.seen] = len(data)
         return data
 
     def body(self, headers: dict[str, str], drop_after: int | None) -> bool:
@@ -341,6 +342,14 @@ class FaultProxy:
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
             self._socks.append(sock)
+
+    def _record(self, request: str, headers: dict[str, str]) -> int:
+        """Note a request (its body size comes later, at the same index: connections interleave)."""
+        with self._lock:
+            self.requests.append(request)
+            self.headers.append(headers)
+            self.bodies.append(0)
+            return len(self.requests) - 1
 
     def _next_fault(self, path: str = "") -> Fault | None:
         if self.match is not None and not path.startswith(self.match):

@@ -215,8 +215,8 @@ def load_arrow(url: str, names: tuple[str, str], table: pa.Table, reverse: bool 
     """
     from engine.dbn.columns import ColumnBlock
     from engine.questdb.ddl import ensure_tables
+    from engine.questdb.ilp import IlpSender
     from engine.questdb.keys import DaySequencer
-    from engine.questdb.protocols import IlpSender
 
     http = server(url)
     ensure_tables(http, names[0], "day", names[1])
