@@ -119,7 +119,7 @@ def wait_wal_applied(
             msg = f"QuestDB did not apply the WAL of {table!r} within {timeout:g} s (applied txn {writer} of {target})"
             raise SinkError(msg)
         sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+        delay = min(delay * 1.5, 0.05)  # a poll is one small /exec; a coarser one overshoots the apply
 
 
 def stored_counts(
@@ -202,6 +202,9 @@ def find_completion(http: QuestDBHttp, options: QuestDBOptions, fkey: str, skey:
     if not all(c in "0123456789abcdefl" for c in fkey + skey):  # hex digests or "all"
         msg = f"bad ingest-log key {fkey!r}/{skey!r}"
         raise ValueError(msg)
+    # a record is written at the end of a load without waiting for its WAL apply (the load's
+    # rows are verified by then; only its visibility to the next run is left): the next run waits
+    wait_wal_applied(http, log, options.verify_timeout_s)
     rows = http.records(
         f"SELECT ts, symbol, publisher_id, row_count, ts_event_min, ts_event_max, ts_recv_min, ts_recv_max FROM {log} "
         f"WHERE table_name = '{table}' AND file_key = '{fkey}' AND filter_key = '{skey}' ORDER BY ts, symbol"

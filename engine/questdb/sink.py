@@ -35,7 +35,6 @@ from engine.questdb.resume import (
     filter_key,
     find_completion,
     verify_counts,
-    wait_wal_applied,
     write_completion,
 )
 from engine.stages import stage
@@ -170,10 +169,9 @@ class QuestDBSink(FileSink):
                 )
                 raise CountMismatchError(msg)
             self.confirmed = confirmed
-            if self.stats.rows:  # the ingest_log record, and its WAL applied
+            if self.stats.rows:  # the ingest_log record (committed; find_completion waits for its apply)
                 write_completion(o, self.path, self.file_key, self.filter_key, self.symbols, self.stats, o.protocol,
                                  time.perf_counter() - self._t0)  # fmt: skip
-                wait_wal_applied(self.http, o.log_table, o.verify_timeout_s)
         except BaseException:
             self.abort()
             raise
