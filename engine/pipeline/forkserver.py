@@ -15,6 +15,7 @@ from typing import Any
 __all__ = ["context", "preload"]
 
 _BASE_PRELOAD = ("engine.pipeline.pool",)
+_WARM = "engine.pipeline.warm"
 
 
 def context() -> Any:
@@ -31,7 +32,8 @@ def preload(modules: Iterable[str] = ()) -> None:
     """
     from multiprocessing import forkserver
 
-    names = sorted({*_BASE_PRELOAD, *modules})
+    # the kernels' cached machine code last, once every module that holds kernels is imported
+    names = [*sorted({*_BASE_PRELOAD, *modules} - {_WARM}), _WARM]
     # Arrow's jemalloc runs a background thread: the forkserver must have none when it forks
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
     ctx = context()
