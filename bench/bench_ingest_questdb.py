@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import sys
@@ -68,6 +69,49 @@ def _http(timeout: float = 60.0):
     return QuestDBHttp(parse_questdb_url(URL), backoff=Backoff(timeout=timeout), timeout=timeout)
 
 
+def _server_pid() -> int | None:
+    """The local QuestDB server's JVM (its command line names questdb), if this box runs it."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                    cmd = fh.read()
+            except OSError:
+                continue
+            if b"java" in cmd and b"questdb" in cmd.lower():
+                return int(entry.name)
+    return None
+
+
+def _server_cpu() -> float:
+    """CPU seconds the local server has used so far (all its threads); NaN when it is not local."""
+    pid = _server_pid()
+    if pid is None:
+        return float("nan")
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _client_cpu() -> float:
+    """CPU seconds of this process and its waited-for children (the CLI row's command)."""
+    return sum(
+        ru.ru_utime + ru.ru_stime
+        for ru in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
+
+
+class Clock:
+    """Wall seconds, client CPU and server CPU of the timed part of a path (its ``done`` dict)."""
+
+    def __init__(self) -> None:
+        self.cpu, self.server, self.t0 = _client_cpu(), _server_cpu(), time.perf_counter()
+
+    def done(self, **fields: Any) -> dict:
+        return {**fields, "seconds": time.perf_counter() - self.t0, "client_cpu": _client_cpu() - self.cpu,
+                "server_cpu": _server_cpu() - self.server}  # fmt: skip
+
+
 def _count(http, table: str) -> int:
     try:
         return int(http.exec(f"SELECT count() AS n FROM {table}").dataset[0][0])
@@ -82,12 +126,12 @@ def child_ours(protocol: str, path: str, table: str) -> dict:
     opts = QuestDBOptions.from_env(protocol=protocol, table=table, log_table=f"{table}_log", force=True)
     from engine import stages
 
-    t0 = time.perf_counter()
+    clock = Clock()
     summary = ingest_questdb([path], options=opts, jobs=1)  # in this process: its stages are ours
-    seconds = time.perf_counter() - t0
+    out = clock.done(rows=summary.rows, protocol=summary.protocol, stages=stages.take())
     if not summary.ok:
         raise SystemExit(f"load failed: {summary.failed}")
-    return {"rows": summary.rows, "seconds": seconds, "protocol": summary.protocol, "stages": stages.take()}
+    return out
 
 
 def child_baseline(path: str, table: str, chunk: int = 1_000_000) -> dict:
@@ -98,7 +142,7 @@ def child_baseline(path: str, table: str, chunk: int = 1_000_000) -> dict:
 
     http = _http()
     conf = parse_questdb_url(URL).ilp_http_conf()
-    t0 = time.perf_counter()
+    clock = Clock()
     store = db.DBNStore.from_file(path)
     rows = 0
     with questdb.Sender.from_conf(conf) as sender:
@@ -109,7 +153,7 @@ def child_baseline(path: str, table: str, chunk: int = 1_000_000) -> dict:
         sender.flush()
     while _count(http, table) < rows:
         time.sleep(0.05)
-    return {"rows": rows, "seconds": time.perf_counter() - t0, "protocol": "ilp-http"}
+    return clock.done(rows=rows, protocol="ilp-http")
 
 
 def child_cli(path: str, table: str) -> dict:
@@ -120,10 +164,10 @@ def child_cli(path: str, table: str) -> dict:
     cmd = [sys.executable, "-m", "engine.ingest", path, "--questdb", URL, "--protocol", "qwp", "--table", table,
            "--quiet", "--force"]  # fmt: skip
     env = {**os.environ, "QDB_LOG_TABLE": f"{table}_log"}
-    t0 = time.perf_counter()
+    clock = Clock()
     subprocess.run(cmd, check=True, cwd=root, env=env, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - t0
-    return {"rows": _count(_http(), table), "seconds": seconds, "protocol": "qwp"}
+    out = clock.done(protocol="qwp")
+    return {**out, "rows": _count(_http(), table)}
 
 
 def _prebuilt(path: str) -> Any:
@@ -148,7 +192,7 @@ def child_ilp_ceiling(path: str, table: str) -> dict:
     df = ilp_frame(_prebuilt(path))  # built before the clock starts
     conf = parse_questdb_url(URL).ilp_http_conf(auto_flush="off")
     http = _http()
-    t0 = time.perf_counter()
+    clock = Clock()
     with questdb.Sender.from_conf(conf) as sender:
         buf = sender.new_buffer()
         for lo in range(0, len(df), opts.flush_rows):
@@ -162,7 +206,7 @@ def child_ilp_ceiling(path: str, table: str) -> dict:
             sender.flush(buf, clear=False, transactional=True)
     while _count(http, opts.table) < len(df):
         time.sleep(0.05)
-    return {"rows": len(df), "seconds": time.perf_counter() - t0, "protocol": "ilp-http"}
+    return clock.done(rows=len(df), protocol="ilp-http")
 
 
 def child_ceiling(path: str, table: str, chunk: int = 500_000) -> dict:
@@ -184,13 +228,13 @@ def child_ceiling(path: str, table: str, chunk: int = 500_000) -> dict:
     whole = pa.concat_tables(parts).combine_chunks()  # built before the clock starts
     del parts
     http = _http()
-    t0 = time.perf_counter()
+    clock = Clock()
     with questdb.connect(parse_questdb_url(URL).qwp_conf()) as db:
         for lo in range(0, whole.num_rows, chunk):
             db.dataframe(whole.slice(lo, chunk), table_name=opts.table, at="ts_event")
     while _count(http, opts.table) < whole.num_rows:
         time.sleep(0.05)
-    return {"rows": whole.num_rows, "seconds": time.perf_counter() - t0, "protocol": "qwp"}
+    return clock.done(rows=whole.num_rows, protocol="qwp")
 
 
 def run_child_mode(argv: list[str]) -> int:
@@ -302,7 +346,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         rss = f"peak RSS {r['peak_rss_mib']:.0f} MiB ({'ok' if r['peak_rss_mib'] <= RSS_TARGET_MIB else 'over 1 GiB'})"
         print(f"{r['name']}: {rate}{verdict}, {rss}")
+    print("\nCPU of each path (the box has 2 cores; the server runs on them too), median trial:")
+    for r in results:
+        busy = (r["client_cpu"] + r["server_cpu"]) / (2 * r["seconds"])
+        print(f"  {r['name']}: wall {r['seconds']:.2f} s, client CPU {r['client_cpu']:.2f} s, "
+              f"server CPU {r['server_cpu']:.2f} s, both cores {busy:.0%} busy")  # fmt: skip
     top = next((r for r in results if r["key"] == CEILING), None)
+    for key in ("qwp", "qwp-cli"):
+        mine = next((r for r in results if r["key"] == key), None)
+        if top is not None and mine is not None and top["server_cpu"] == top["server_cpu"]:
+            floor = (mine["client_cpu"] + top["server_cpu"]) / 2  # both cores busy, no other work
+            print(f"  {LABELS[key]}: with its client CPU and the ceiling's server CPU on 2 cores, no run "
+                  f"beats {floor:.2f} s = {floor and top['seconds'] / floor:.2f} of the ceiling")  # fmt: skip
     for r in results:
         if r.get("stages"):
             parts = ", ".join(
