@@ -10,8 +10,12 @@ stopped its workers and removed its temporary files.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -19,7 +23,7 @@ from typing import NoReturn
 
 from engine.errors import DatapairError
 
-__all__ = ["EXIT_INTERRUPTED", "ArgumentParser", "Interrupted", "run_cli", "sigterm_as_interrupt"]
+__all__ = ["EXIT_INTERRUPTED", "ArgumentParser", "Interrupted", "exit_now", "run_cli", "sigterm_as_interrupt"]
 
 EXIT_INTERRUPTED = 130
 
@@ -81,3 +85,21 @@ def run_cli(prog: str, body: Callable[[], int]) -> int:
     except BrokenPipeError:  # e.g. piped into head: nothing more to say
         sys.stderr.close()
         return 0
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a command's process with ``code`` without tearing its modules down.
+
+    An interpreter that has loaded Numba and pyarrow spends 0.2-0.3 s in its own teardown (measured
+    here: ``import engine.lake.ingest`` then a normal exit, 0.29 s; with ``os._exit``, 0.05 s), and
+    nothing a command needs happens there: its files are closed and renamed before its summary
+    line. The atexit handlers still run (multiprocessing's, among them) and stdout and stderr are
+    flushed; while a non-daemon thread is still running, the interpreter shuts down as usual.
+    """
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from engine.cli import ArgumentParser, run_cli
+from engine.cli import ArgumentParser, exit_now, run_cli
 from engine.inputs import date_arg
 from engine.progress import summary_line
 from engine.questdb.export import day_range, export_days
@@ -102,5 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli("datapair-export", run)
 
 
+def run() -> None:
+    """The ``datapair-export`` program: :func:`main`, then :func:`~engine.cli.exit_now`."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.cli import ArgumentParser, run_cli
+from engine.cli import ArgumentParser, exit_now, run_cli
 from engine.defaults import DEFAULT_BLOCK_BYTES, default_jobs
 from engine.inputs import find_inputs, nearest, parse_symbols, read_symbol_filter
 from engine.pipeline.forkserver import preload
@@ -246,5 +246,10 @@ def _book_index(lake: str, outputs: list[str]) -> None:
     print(summary_line(s.rows, clock.seconds, label=f"book index: {s.checkpoints:,} checkpoints"))
 
 
+def run() -> None:
+    """The ``datapair-ingest`` program: :func:`main`, then :func:`~engine.cli.exit_now`."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.cli import ArgumentParser, run_cli
+from engine.cli import ArgumentParser, exit_now, run_cli
 from engine.dbn.summary import inspect_file
 from engine.errors import DatapairError
 from engine.progress import ProgressBoard, RateClock, show_progress, summary_line
@@ -101,5 +101,10 @@ def _run(args: argparse.Namespace, fmt: str) -> int:
     return status
 
 
+def run() -> None:
+    """The ``datapair-inspect`` program: :func:`main`, then :func:`~engine.cli.exit_now`."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -17,7 +17,7 @@ import datetime as dt
 import sys
 from collections.abc import Sequence
 
-from engine.cli import ArgumentParser, run_cli
+from engine.cli import ArgumentParser, exit_now, run_cli
 from engine.dbn.symbology import check_symbol
 from engine.errors import QueryError
 from engine.inputs import date_arg, nearest
@@ -105,5 +105,10 @@ def _run(args: argparse.Namespace, start: dt.date | None, end: dt.date | None) -
     return 0
 
 
+def run() -> None:
+    """The ``datapair-query`` program: :func:`main`, then :func:`~engine.cli.exit_now`."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -57,6 +57,24 @@ def test_run_cli_maps_interrupts_and_errors(capsys) -> None:
     assert capsys.readouterr().err == "datapair-x: interrupted\n"
 
 
+def test_exit_now_runs_atexit_flushes_and_keeps_the_status(tmp_path) -> None:
+    """The programs end through exit_now (no module teardown): what they printed and their atexit
+    handlers' work must survive it, with their exit status."""
+    code = (
+        "import atexit, sys\n"
+        "from engine.cli import exit_now\n"
+        "atexit.register(lambda: open(sys.argv[1], 'w').write('atexit ran'))\n"
+        "print('x' * 100_000, end='')\n"
+        "print('to stderr', file=sys.stderr, end='')\n"
+        "exit_now(3)\n"
+    )
+    marker = tmp_path / "atexit"
+    out = subprocess.run([sys.executable, "-c", code, str(marker)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 3
+    assert out.stdout == "x" * 100_000 and out.stderr == "to stderr"
+    assert marker.read_text() == "atexit ran"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_ingest_stops_workers_cleans_up_and_says_how_far(days, tmp_path, sig) -> None:
     out = tmp_path / "lake"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.cli import ArgumentParser, run_cli
+from engine.cli import ArgumentParser, exit_now, run_cli
 from engine.dbn.symbology import check_symbol
 from engine.errors import QueryError
 from engine.inputs import date_arg, parse_symbols
@@ -206,5 +206,10 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
+def run() -> None:
+    """The ``datapair-book`` program: :func:`main`, then :func:`~engine.cli.exit_now`."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

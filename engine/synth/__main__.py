@@ -10,7 +10,7 @@ from pathlib import Path
 
 import zstandard
 
-from engine.cli import ArgumentParser, run_cli
+from engine.cli import ArgumentParser, exit_now, run_cli
 from engine.errors import ConfigError
 from engine.inputs import date_arg
 from engine.progress import ProgressBoard, show_progress
@@ -118,5 +118,10 @@ def _run(args: argparse.Namespace, prog: str) -> int:
     return 0
 
 
+def run() -> None:
+    """The ``datapair-synth`` program: :func:`main`, then :func:`~engine.cli.exit_now`."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
