@@ -1,11 +1,13 @@
 """Ingest one generated day into Parquet: ours (``engine.lake.ingest.ingest_parquet``) vs databento's
 ``DBNStore.to_parquet()``, on the same file.
 
-Each path runs in a fresh interpreter; its whole process tree (our file workers and encoder
-processes included) is sampled every 50 ms from /proc for the sum of RSS and the sum of PSS
-(proportional set size: shared pages counted once across the tree, so it is the tree's real
-memory; RSS double-counts pages that forked children share). CPU seconds of the tree come from
-``wait4``: rows per CPU-second is the figure that survives a busy machine.
+Each path runs in a fresh interpreter, ``--trials`` times unobserved (the median is shown), then
+once more with its whole process tree (our file workers and encoder processes included) sampled
+every 50 ms from /proc for the sum of RSS and the sum of PSS (proportional set size: shared pages
+counted once across the tree, so it is the tree's real memory; RSS double-counts pages that
+forked children share). The sampling slows what it watches (see :func:`run_measured`), so no
+timed run is sampled. CPU seconds of the tree come from ``wait4``: rows per CPU-second is the
+figure that survives a busy machine.
 
 Rows: ``ours`` (the library call, after a warm-up run: the steady state), ``ours CLI`` (the whole
 ``python -m engine.ingest`` command, start-up included: what a user waits for) and databento's
@@ -97,24 +99,33 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
-def run_measured(args: list[str]) -> dict:
-    """Run ``this script --child ARGS``; return its JSON plus tree memory and CPU seconds."""
+def run_measured(args: list[str], sample: bool = False) -> dict:
+    """Run ``this script --child ARGS``; return its JSON (and, with ``sample``, the tree's memory).
+
+    Timed runs are not sampled: one sample reads ``smaps_rollup`` of every process of the tree,
+    about 30 ms of the bench's own CPU that walks their page tables under their memory-map lock,
+    and every 50 ms that slowed the timed 20M-row command by 0.9-1.4 s (6.2-7.1 s against 5.3-6.4 s
+    unsampled, alternating). Memory comes from a separate run of each path.
+    """
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    sampler = TreeSampler(proc.pid)
-    sampler.start()
+    sampler = TreeSampler(proc.pid) if sample else None
+    if sampler is not None:
+        sampler.start()
     out, err = proc.communicate()
-    sampler.stop()
+    if sampler is not None:
+        sampler.stop()
     if proc.returncode != 0:
         raise RuntimeError(f"{args[0]} failed:\n{err[-3000:]}")
     res = json.loads(out.strip().splitlines()[-1])
-    res["peak_rss_mib"] = sampler.peak_rss / 1024
-    res["peak_pss_mib"] = sampler.peak_pss / 1024
-    res["procs"] = sampler.peak_procs
+    if sampler is not None:
+        res["peak_rss_mib"] = sampler.peak_rss / 1024
+        res["peak_pss_mib"] = sampler.peak_pss / 1024
+        res["procs"] = sampler.peak_procs
     return res
 
 
@@ -219,16 +230,17 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     paths = ["ours", "ours CLI"] + ([] if a.skip_baseline else ["databento to_parquet"])
     for name in paths:
+        kind = {"ours": "ours", "ours CLI": "cli"}.get(name, "databento")
         trials = []
-        for _ in range(a.trials):
+        for i in range(a.trials + 1):  # the timed trials, then one run sampled for memory
             with tempfile.TemporaryDirectory(dir=src.parent) as tmp:
-                kind = {"ours": "ours", "ours CLI": "cli"}.get(name, "databento")
-                trials.append(run_measured([kind, str(src), str(Path(tmp) / "out"), str(a.jobs or "-")]))
+                args = [kind, str(src), str(Path(tmp) / "out"), str(a.jobs or "-")]
+                trials.append(run_measured(args, sample=i == a.trials))
+        mem = trials.pop()
         trials.sort(key=lambda r: r["seconds"])
         r = trials[len(trials) // 2]
         r["name"] = name
-        r["peak_rss_mib"] = max(t["peak_rss_mib"] for t in trials)
-        r["peak_pss_mib"] = max(t["peak_pss_mib"] for t in trials)
+        r.update({k: mem[k] for k in ("peak_rss_mib", "peak_pss_mib", "procs")})
         results.append(r)
     base = results[-1]
     load = os.getloadavg()[0]
