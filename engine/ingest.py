@@ -172,6 +172,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # workers' forkserver starts first, importing their modules on the other core meanwhile.
     if qdb is None or args.parquet is not None:
         preload(["engine.lake.ingest"] + (["engine.questdb.ingest"] if qdb is not None else []))
+    elif len(inputs) > 1:  # QuestDB alone loads several files in processes of the same forkserver
+        preload(["engine.questdb.ingest"])
     if qdb is not None:
         from engine.questdb.ingest import ingest_questdb, questdb_sink_factory
     if qdb is not None and args.parquet is None:  # QuestDB alone
@@ -179,6 +181,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             inputs, options=qdb, symbols=symbols, quiet=args.quiet, block_bytes=block_bytes,
             skip_bad_records=args.skip_bad_records,
         )  # fmt: skip
+        _say_failed(qsummary.failed)
         print(qsummary.line())
         return qsummary.exit_code
     from engine.lake.ingest import ingest_parquet
@@ -197,9 +200,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         extra_sinks=extra,
         skip_bad_records=args.skip_bad_records,
     )
-    for path, message in summary.failed:
-        what = message if path in message else f"{path}: {message}"
-        print(f"datapair-ingest: FAILED {what}", file=sys.stderr)
+    _say_failed(summary.failed)
     if symbols is not None and not summary.skipped:
         _warn_unmatched(symbols, summary.symbols_matched, summary.symbols_known)
     print(summary.line())
@@ -227,11 +228,16 @@ def _run_cluster(
         block_bytes=block_bytes, skip_bad_records=args.skip_bad_records,
     )  # fmt: skip
     summary = ingest_cluster(inputs, cluster, job, retries=args.retries, quiet=args.quiet)
-    for path, message in summary.failed:
-        what = message if path in message else f"{path}: {message}"
-        print(f"datapair-ingest: FAILED {what}", file=sys.stderr)
+    _say_failed(summary.failed)
     print(summary.line())
     return 0 if summary.ok else 1
+
+
+def _say_failed(failed: Sequence[tuple[str, str]]) -> None:
+    """One line on stderr per failed file: what went wrong (the message names the file)."""
+    for path, message in failed:
+        what = message if path in message else f"{path}: {message}"
+        print(f"datapair-ingest: FAILED {what}", file=sys.stderr)
 
 
 def _book_index(lake: str, outputs: list[str]) -> None:

@@ -232,6 +232,24 @@ def test_ingest_cli_questdb_alone_writes_no_lake(
     assert f"questdb {names[0]} via ilp-http" in out and f"{len(want):,} rows" in out
 
 
+def test_ingest_cli_questdb_alone_names_the_file_that_failed(
+    questdb_url: str, names, make_day, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from engine.ingest import main
+
+    monkeypatch.setenv("QDB_LOG_TABLE", names[1])
+    good = make_day(records=5_000)
+    bad = tmp_path / "cut.dbn.zst"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # ends inside a zstd frame
+    argv = [str(good), str(bad), "--questdb", questdb_url, "--protocol", "ilp-http", "--table", names[0], "-q"]
+    assert main(argv) == 1
+    cap = capsys.readouterr()
+    (line,) = [ln for ln in cap.err.splitlines() if "FAILED" in ln]
+    assert line.startswith(f"datapair-ingest: FAILED {bad}") and "zstd" in line
+    assert "1 failed" in cap.out
+
+
 def test_a_burst_of_senders_raises_no_reconnect_warning(questdb_url: str, http: QuestDBHttp, names) -> None:
     """One sender per file and per completion record is deliberate: the client's warning about a burst
     of reconnections (an error under ``filterwarnings = error``) must not fail a load."""
