@@ -96,10 +96,11 @@ def test_rejected_batch_mid_file_then_rerun_is_exact(
     failed = ingest_questdb([path], options=opts)
     assert not failed.ok and failed.exit_code == 1
     assert "cast error on line 7" in failed.failed[0][1]
-    # nothing is sent after the refusal: the three batches before it, and with two connections
-    # maybe the one already in flight beside it; every accepted batch landed
+    # one connection: the three batches before the refusal, then nothing. Two: also whatever was
+    # already on its way beside the refused one (at most one or two batches), never the whole file.
+    # Either way every batch but the refused one landed.
     writes = sum(r.startswith("POST /write") for r in proxy.requests)
-    assert 4 <= writes <= 3 + connections
+    assert writes == 4 if connections == 1 else 4 <= writes < 30_000 // 4_000
     assert wait_count(http, names[0], (writes - 1) * 4_000) == (writes - 1) * 4_000
     assert count(http, names[1]) == 0  # no completion record for a failed file
     rerun = ingest_questdb([path], options=opts)
@@ -242,7 +243,7 @@ def test_ingest_cli_questdb_alone_names_the_file_that_failed(
     good = make_day(records=5_000)
     bad = tmp_path / "cut.dbn.zst"
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # ends inside a zstd frame
-    argv = [str(good), str(bad), "--questdb", questdb_url, "--protocol", "ilp-http", "--table", names[0], "-q"]
+    argv = [str(good), str(bad), "--questdb", questdb_url, "--protocol", "ilp-http", "--table", names[0], "-q"]  # fmt: skip
     assert main(argv) == 1
     cap = capsys.readouterr()
     (line,) = [ln for ln in cap.err.splitlines() if "FAILED" in ln]
