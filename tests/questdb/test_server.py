@@ -37,6 +37,7 @@ from engine.questdb.ddl import DEDUP_KEYS, LOG_COLUMNS, MBO_COLUMNS, mbo_table_d
 from engine.questdb.http import QuestDBHttp
 from engine.questdb.ingest import ingest_questdb
 from engine.questdb.protocols import quiet_reconnect_warning
+from tests.support.hooks import BLOCK_SENDER_AFTER, patched_env
 from tests.support.qdb import (
     SELECT_ALL,
     assert_no_duplicate_keys,
@@ -248,11 +249,10 @@ def test_two_files_in_parallel_auto_protocol(
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_kill_mid_ingest_then_rerun_is_exact(
-    questdb_url: str, server: QuestDBHttp, tables: tuple[str, str], protocol: str, make_day
+    questdb_url: str, server: QuestDBHttp, tables: tuple[str, str], protocol: str, make_day, tmp_path
 ) -> None:
     require_protocol(questdb_url, protocol)
-    records = 3_000_000 if protocol == "qwp" else 1_500_000  # QWP is fast: a bigger day to kill it in time
-    path = make_day(records=records, symbols=("NVDA", "AAPL", "MSFT"), seed=31)
+    path = make_day(records=240_000, symbols=("NVDA", "AAPL", "MSFT"), seed=31)  # 7 blocks of 2 MiB
     opts = options(questdb_url, tables, protocol, flush_rows=10_000, qwp_rows=20_000)
     code = textwrap.dedent("""
         import json, sys
@@ -261,7 +261,9 @@ def test_kill_mid_ingest_then_rerun_is_exact(
         opts = QuestDBOptions(**json.loads(sys.argv[1]))
         ingest_questdb([sys.argv[2]], options=opts)
     """)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # the load sends two blocks, then hangs: it is mid-file whenever the kill comes
+    env = patched_env(tmp_path, BLOCK_SENDER_AFTER.format(sends=2))
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(ROOT)])
     proc = subprocess.Popen(
         [sys.executable, "-c", code, json.dumps(opts.__dict__), str(path)], cwd=ROOT, env=env
     )
@@ -274,7 +276,7 @@ def test_kill_mid_ingest_then_rerun_is_exact(
             except Exception:  # the table is created by the child
                 pass
             time.sleep(0.05)
-        assert proc.poll() is None, "the load ended before it could be killed: use a bigger day"
+        assert proc.poll() is None, "the load ended or failed before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(30)

@@ -12,7 +12,7 @@ import os
 import textwrap
 from pathlib import Path
 
-__all__ = ["BLOCK_ENCODER_ON_DAY", "KILL_WORKER_ONCE", "patched_env"]
+__all__ = ["BLOCK_ENCODER_ON_DAY", "BLOCK_SENDER_AFTER", "KILL_WORKER_ONCE", "patched_env"]
 
 BLOCK_ENCODER_ON_DAY = """
 import threading
@@ -29,6 +29,31 @@ def _encode(arrays, job, options):
 _enc.encode_stripe = _encode
 """
 """Encode the stripes of ``day`` and then block forever (format with ``day=``)."""
+
+
+BLOCK_SENDER_AFTER = """
+import threading
+import engine.questdb.sink as _sink
+
+_real = _sink.open_sender
+
+def _open(*args, **kwargs):
+    sender = _real(*args, **kwargs)
+    send, calls = sender.send, [0]
+
+    def _send(block, final=False):
+        send(block, final=final)
+        calls[0] += 1
+        if calls[0] >= {sends}:
+            threading.Event().wait()  # these blocks went to the server; the rest of the file never does
+
+    sender.send = _send
+    return sender
+
+_sink.open_sender = _open
+"""
+"""A QuestDB load sends its first ``sends`` blocks, then blocks forever (format with ``sends=``):
+a load that is certainly mid-file when the test kills it."""
 
 
 KILL_WORKER_ONCE = """
