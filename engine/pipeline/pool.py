@@ -60,6 +60,10 @@ class Reading:
 
 _context = context
 
+MAX_STILLBORN = 3
+"""Workers in a row that die before taking a file, after which the run stops instead of starting
+more (a script without a ``__main__`` guard, or read from stdin, kills every worker at start-up)."""
+
 
 def run_pipeline(
     paths: Sequence[str | os.PathLike[str]],
@@ -257,6 +261,7 @@ class _Pair:
     shm: SharedMemory | None = None
     task: int | None = None
     started: bool = False  # the worker acknowledged its task
+    served: bool = False  # it acknowledged a task once: it started up
 
 
 class _Pool:
@@ -307,6 +312,7 @@ class _Pool:
     def run(self, paths: Sequence[str | os.PathLike[str]]) -> list[FileOutcome]:
         outcomes: dict[int, FileOutcome] = {}
         todo = list(range(len(paths)))[::-1]  # popped from the end: in order
+        stillborn = 0  # workers in a row that died before taking a file
         try:
             for _ in range(self.jobs):
                 self._start_pair()
@@ -314,7 +320,8 @@ class _Pool:
                 for pair in self.pairs:
                     if pair.task is None and todo:
                         pair.task = todo.pop()
-                        pair.conn.send((pair.task, str(paths[pair.task])))
+                        with contextlib.suppress(OSError):  # it died already: its end of file comes next
+                            pair.conn.send((pair.task, str(paths[pair.task])))
                 ready = mp.connection.wait([p.conn for p in self.pairs], timeout=1.0)
                 for pair in [p for p in self.pairs if p.conn in ready]:
                     try:
@@ -323,7 +330,11 @@ class _Pool:
                         if pair.task is not None and not pair.started:
                             todo.append(pair.task)  # it died before taking the file: hand it out again
                             pair.task = None
+                        stillborn = 0 if pair.served else stillborn + 1
                         self._bury(pair, paths, outcomes)
+                        if stillborn >= MAX_STILLBORN:  # workers that cannot start: stop, say so
+                            self._fail_the_rest(paths, outcomes, pair.worker.exitcode)
+                            break
                         if len(outcomes) + sum(p.task is not None for p in self.pairs) < len(paths):
                             self._start_pair()
                         continue
@@ -332,7 +343,8 @@ class _Pool:
                         pair.task = None
                         pair.started = False
                     elif isinstance(msg, tuple):  # ("start", index)
-                        pair.started = True
+                        pair.started = pair.served = True
+                        stillborn = 0
                     elif self.report is not None:
                         self.report(msg)
         except KeyboardInterrupt:
@@ -360,6 +372,21 @@ class _Pool:
                 proc.kill()
                 proc.join(timeout=5)
         _wait_gone(watch, timeout=30.0)
+
+    def _fail_the_rest(
+        self, paths: Sequence[str | os.PathLike[str]], outcomes: dict[int, FileOutcome], code: int | None
+    ) -> None:
+        """Workers keep dying as they start (their error is on stderr): every file not done fails."""
+        msg = (
+            f"the file workers exit as they start ({MAX_STILLBORN} in a row, exit code {code}; their error is "
+            "printed above). A script that runs the ingest must guard it with `if __name__ == \"__main__\":` "
+            "and be a file: the workers are started by a forkserver that imports it"
+        )
+        for i, p in enumerate(paths):
+            if i not in outcomes:
+                outcomes[i] = FileOutcome(str(p), i, message=f"{p}: {msg}")
+                if self.report is not None:
+                    self.report(ProgressEvent(i, str(p), 0, 0, 0, done=True, ok=False))
 
     def _bury(
         self, pair: _Pair, paths: Sequence[str | os.PathLike[str]], outcomes: dict[int, FileOutcome]

@@ -119,6 +119,26 @@ def test_worker_death_fails_only_its_file() -> None:
     assert sum(o.ok for o in outs) == 3
 
 
+class DiesOnArrival:
+    """A factory that ends the worker process as the worker unpickles it: every worker dies as it
+    starts, as they do when a script without a ``__main__`` guard (or read from stdin) runs the ingest."""
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        return os._exit, (9,)
+
+    def __call__(self, path: Path) -> FileSink:
+        raise AssertionError("unreachable")
+
+
+def test_workers_that_die_as_they_start_stop_the_run_with_one_clear_error() -> None:
+    paths = [sample_path(s) for s in SAMPLES]
+    outs = run_pipeline(paths, [DiesOnArrival()], jobs=2)  # before: replaced forever
+    assert [o.path for o in outs] == [str(p) for p in paths] and not any(o.ok for o in outs)
+    for o in outs:
+        assert "the file workers exit as they start (3 in a row, exit code 9" in o.message
+        assert "__main__" in o.message
+
+
 def test_sink_error_is_reported_with_the_file() -> None:
     paths = [sample_path(s) for s in SAMPLES]
     outs = run_pipeline(paths, [CountFactory(fail_on="IFEU")], jobs=1)
