@@ -31,6 +31,7 @@ _RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
 _CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 2, 3, 4, 6
 _CMD_OFFSETS = (9, 10, 11)  # data page, index page, dictionary page
 _CMD_BLOOM_OFFSET = 14
+_CMD_STATISTICS = 12
 _OUTSIDE_CHUNKS = {_CC_OFFSET_INDEX: "an offset index", _CC_COLUMN_INDEX: "a column index"}
 
 
@@ -201,6 +202,19 @@ def _shift_row_group(rg: list[list[Any]], delta: int, ordinal: int) -> None:
                         g[2] += delta
 
 
+def _set_statistics(rg: list[list[Any]], column: int, lo: bytes, hi: bytes) -> None:
+    """Give column ``column`` of row group ``rg`` the statistics pyarrow writes for a column with
+    no nulls: exact ``min_value`` and ``max_value`` (read under the file's column orders)."""
+    cols = _field(rg, _RG_COLUMNS)
+    meta = _field(cols[2][1][column], _CC_META) if cols is not None else None
+    if meta is None:
+        msg = f"a row group without column {column}"
+        raise SinkError(msg)
+    stats = [[3, _T_I64, 0], [5, _T_BINARY, hi], [6, _T_BINARY, lo], [7, _T_TRUE, True], [8, _T_TRUE, True]]
+    fields = [f for f in meta[2] if f[0] != _CMD_STATISTICS] + [[_CMD_STATISTICS, _T_STRUCT, stats]]
+    meta[2][:] = sorted(fields, key=lambda f: f[0])
+
+
 def _byte_range(groups: list[Any], path: object) -> tuple[int, int]:
     """The bytes ``[lo, hi)`` that hold these (consecutive) row groups' column chunks."""
     lo, hi = None, 0
@@ -261,11 +275,17 @@ class PartAssembler:
         return len(self._row_groups)
 
     def append(
-        self, part: str | os.PathLike[str], row_groups: tuple[int, int] | None = None, delete: bool = True
+        self,
+        part: str | os.PathLike[str],
+        row_groups: tuple[int, int] | None = None,
+        delete: bool = True,
+        statistics: dict[int, list[tuple[bytes, bytes]]] | None = None,
     ) -> int:
         """Append ``part``'s row groups ``[first, first + count)`` (default: all); returns the rows appended.
 
-        The part is deleted afterwards if ``delete``.
+        The part is deleted afterwards if ``delete``. ``statistics`` maps a column's index to the
+        ``(min, max)`` of each appended row group, written as those row groups' statistics (for a
+        column the part was written without them; its values must be non-null).
         """
         footer, footer_start = read_footer(part)
         fmd = _Reader(footer).struct()
@@ -282,6 +302,12 @@ class PartAssembler:
         rows = 0
         for rg in groups:
             _check_movable(rg, part)
+        for column, bounds in (statistics or {}).items():
+            if len(bounds) != len(groups):
+                msg = f"{part}: {len(groups)} row groups, {len(bounds)} statistics for column {column}"
+                raise SinkError(msg)
+            for rg, (lo_v, hi_v) in zip(groups, bounds, strict=True):
+                _set_statistics(rg, column, lo_v, hi_v)
         for rg in groups:
             _shift_row_group(rg, delta, len(self._row_groups))
             self._row_groups.append(rg)

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.dbn.columns import MBO_SCHEMA, ColumnBlock, string_array
+from engine.dbn.columns import COLUMNS, MBO_SCHEMA, ColumnBlock, string_array
 from engine.errors import SinkError
 from engine.lake.encode import (
     ROW_DTYPES,
@@ -41,6 +41,7 @@ from engine.lake.encode import (
     ThreadEncoder,
     encode_stripe,
     stripe_buffers,
+    symbol_statistics,
     to_batch,
     worker_encoder,
 )
@@ -186,6 +187,9 @@ def commit_output(out: _DayFile | _SymbolFile, source: SourceEntry, replace_dama
     return out.final
 
 
+_SYMBOL_COLUMN = COLUMNS.index("symbol")
+
+
 class _DayFile:
     """A day file being assembled from parts, in stripe order."""
 
@@ -199,12 +203,12 @@ class _DayFile:
         self.rows = 0
         self.row_groups = 0
 
-    def append_ready(self, done: dict[int, str]) -> None:
+    def append_ready(self, done: dict[int, tuple[str, list[tuple[bytes, bytes]]]]) -> None:
         while self.order and self.order[0] in done:
-            part = done.pop(self.order.popleft())
+            part, symbols = done.pop(self.order.popleft())
             if self.assembler is None:
                 self.assembler = PartAssembler(self.temp)
-            self.assembler.append(part)
+            self.assembler.append(part, statistics={_SYMBOL_COLUMN: symbols})
             self.rows = self.assembler.rows
             self.row_groups = self.assembler.row_groups
 
@@ -285,7 +289,7 @@ class ParquetSink(FileSink):
         self._rank = np.empty(0, np.int32)
         self._days: dict[str, _DayFile] = {}
         self._inflight: dict[int, StripeJob] = {}
-        self._done: dict[int, str] = {}
+        self._done: dict[int, tuple[str, list[tuple[bytes, bytes]]]] = {}  # seq -> (part, symbol min/max per row group)
         self._seq = 0
         self._symbol_files: dict[tuple[str, str], _SymbolFile] = {}
         self._pending: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
@@ -345,7 +349,7 @@ class ParquetSink(FileSink):
         while self._inflight:
             with contextlib.suppress(SinkError):
                 self._collect(block=True)
-        for part in self._done.values():
+        for part, _ in self._done.values():
             Path(part).unlink(missing_ok=True)
         self._done.clear()
         outs: list[_DayFile | _SymbolFile] = [*self._days.values(), *self._symbol_files.values()]
@@ -384,7 +388,7 @@ class ParquetSink(FileSink):
                 Path(job.part).unlink(missing_ok=True)
                 failed = failed or f"{self.source.name}: encoding a stripe of {job.day} failed: {error}"
                 continue
-            self._done[seq] = job.part
+            self._done[seq] = (job.part, symbol_statistics(job, job.options or self.options))
             if failed is None:
                 self._days[job.day].append_ready(self._done)
         if failed is not None:
@@ -446,7 +450,7 @@ class ParquetSink(FileSink):
                     Path(job.part).unlink(missing_ok=True)
                     raise
                 self.stolen += 1
-                self._done[seq] = job.part
+                self._done[seq] = (job.part, symbol_statistics(job, job.options or self.options))
                 f.append_ready(self._done)
             else:
                 self._inflight[seq] = job

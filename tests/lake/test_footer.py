@@ -65,6 +65,41 @@ def test_part_assembler_equals_concatenation(tmp_path: Path, dictionary: bool) -
     assert g.column(0).statistics.min == 3001 and g.column(1).statistics.min == "A B/C"
 
 
+def test_statistics_given_to_the_assembler_are_what_pyarrow_would_write(tmp_path: Path) -> None:
+    """A part written without a column's statistics gets them from the assembler: the same footer
+    fields pyarrow writes (exact min and max, no nulls), read back by pyarrow and used by Polars."""
+    names = sorted(["NVDA", "AAPL", "MSFT", "A B/C"] * 750)  # row groups of 1000 in symbol order, as parts are
+    t = _table(3000, 0, ["x"]).set_column(1, "s", pa.array(names).dictionary_encode())
+    with_stats, without = tmp_path / "with.parquet", tmp_path / "without.parquet"
+    pq.write_table(t, with_stats, row_group_size=1000, write_statistics=["a", "s"])
+    pq.write_table(t, without, row_group_size=1000, write_statistics=["a"])
+    groups = [t.slice(i, 1000).column("s").cast(pa.string()).to_pylist() for i in range(0, 3000, 1000)]
+    bounds = [(min(g).encode(), max(g).encode()) for g in groups]
+    out = tmp_path / "out.parquet"
+    asm = PartAssembler(out)
+    asm.append(without, statistics={1: bounds})
+    asm.finish({})
+    ref, got = pq.read_metadata(with_stats), pq.read_metadata(out)
+    for g in range(3):
+        a, b = ref.row_group(g).column(1).statistics, got.row_group(g).column(1).statistics
+        assert (b.min, b.max, b.null_count) == (a.min, a.max, a.null_count) == (min(groups[g]), max(groups[g]), 0)
+    def stats_fields(path: Path) -> list:  # the raw Thrift Statistics of column 1, row group by row group
+        rgs = next(f for f in _Reader(read_footer(path)[0]).struct() if f[0] == 4)[2][1]
+        metas = [next(f for f in next(f for f in rg if f[0] == 1)[2][1][1] if f[0] == 3)[2] for rg in rgs]
+        return [next(f for f in m if f[0] == 12) for m in metas]
+
+    assert stats_fields(out) == stats_fields(with_stats)  # byte for byte the fields pyarrow writes
+    assert pl.scan_parquet(out).filter(pl.col("s") == "NVDA").collect().height == groups_count(groups, "NVDA")
+    bad = PartAssembler(tmp_path / "bad.parquet")
+    with pytest.raises(SinkError, match="3 row groups, 2 statistics"):
+        bad.append(with_stats, delete=False, statistics={1: bounds[:2]})
+    bad.abort()
+
+
+def groups_count(groups: list[list[str]], symbol: str) -> int:
+    return sum(g.count(symbol) for g in groups)
+
+
 def test_part_assembler_rejects_non_parquet(tmp_path: Path) -> None:
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"PAR1 but not really a parquet file")
