@@ -118,3 +118,13 @@ def test_a_slot_comes_back_when_the_body_is_never_read() -> None:
     body.close()  # what a WSGI server does when the client is gone before the first chunk
     assert slots.in_use == 0
     assert list(slots.wrap(iter([b"x"]))) == [b"x"] and slots.in_use == 0
+
+
+def test_stop_server_ends_a_server_whose_trigger_is_already_closed(lake: Path) -> None:
+    app = create_app(LakeStore(lake, cache_bytes=0), Settings())
+    srv = create_server(app, "127.0.0.1", 0, ServeLimits(threads=2))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    srv.trigger.close()  # what the loop does when it sees its trigger fail
+    stop_server(srv, thread)  # before: OSError (EBADF) from pulling the closed trigger
+    assert not thread.is_alive()
