@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import socket
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     top = next((r for r in results if r["key"] == CEILING), None)
     for key in ("qwp", "qwp-cli"):
         mine = next((r for r in results if r["key"] == key), None)
-        if top is not None and mine is not None and top["server_cpu"] == top["server_cpu"]:
+        if top is not None and mine is not None and not math.isnan(top["server_cpu"]):
             floor = (mine["client_cpu"] + top["server_cpu"]) / 2  # both cores busy, no other work
             print(f"  {LABELS[key]}: with its client CPU and the ceiling's server CPU on 2 cores, no run "
                   f"beats {floor:.2f} s = {floor and top['seconds'] / floor:.2f} of the ceiling")  # fmt: skip

@@ -23,9 +23,9 @@ from engine.lake.kernels import cut_row_groups
 from engine.pipeline.offload import OffloadSpec
 
 __all__ = [
+    "ASSEMBLER_STATISTICS",
     "ROW_BYTES",
     "ROW_DTYPES",
-    "STATED_BY_US",
     "ParquetOptions",
     "StripeEncoder",
     "StripeJob",
@@ -199,7 +199,7 @@ def _row_groups(job: StripeJob, options: ParquetOptions) -> Iterator[tuple[int, 
         yield lo, hi, j0, j1
 
 
-STATED_BY_US = ("symbol",)
+ASSEMBLER_STATISTICS = ("symbol",)
 """Columns whose row-group statistics a stripe's part is written without, and the day file gets
 from :func:`symbol_statistics` instead. pyarrow finds a dictionary column's min and max row by row
 (26 vs 10 ns a row for ``symbol`` with and without); a row group's runs are in symbol order, so
@@ -213,12 +213,12 @@ def symbol_statistics(job: StripeJob, options: ParquetOptions) -> list[tuple[byt
 
 def encode_stripe(arrays: dict[str, np.ndarray], job: StripeJob, options: ParquetOptions) -> int:
     """Write a sorted stripe as a standalone Parquet part, row groups cut at symbol runs, without
-    the statistics of :data:`STATED_BY_US` (see :func:`symbol_statistics`).
+    the statistics of :data:`ASSEMBLER_STATISTICS` (see :func:`symbol_statistics`).
 
     Returns the number of row groups written.
     """
     groups = 0
-    with pq.ParquetWriter(job.part, MBO_SCHEMA, **options.writer_kwargs(STATED_BY_US)) as w:
+    with pq.ParquetWriter(job.part, MBO_SCHEMA, **options.writer_kwargs(ASSEMBLER_STATISTICS)) as w:
         for lo, hi, j0, j1 in _row_groups(job, options):
             codes = arrays["symbol"][lo:hi] - np.int32(j0)
             batch = to_batch(arrays, lo, hi, codes, string_array(job.names[j0:j1]))

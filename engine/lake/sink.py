@@ -388,11 +388,15 @@ class ParquetSink(FileSink):
                 Path(job.part).unlink(missing_ok=True)
                 failed = failed or f"{self.source.name}: encoding a stripe of {job.day} failed: {error}"
                 continue
-            self._done[seq] = (job.part, symbol_statistics(job, job.options or self.options))
+            self._part_done(job)
             if failed is None:
                 self._days[job.day].append_ready(self._done)
         if failed is not None:
             raise SinkError(failed)
+
+    def _part_done(self, job: StripeJob) -> None:
+        """A stripe's part is written: keep it, with the symbol statistics its day file gets for it."""
+        self._done[job.seq] = (job.part, symbol_statistics(job, job.options or self.options))
 
     def _flush_stripe(self) -> None:
         n = self._fill
@@ -450,7 +454,7 @@ class ParquetSink(FileSink):
                     Path(job.part).unlink(missing_ok=True)
                     raise
                 self.stolen += 1
-                self._done[seq] = (job.part, symbol_statistics(job, job.options or self.options))
+                self._part_done(job)
                 f.append_ready(self._done)
             else:
                 self._inflight[seq] = job
