@@ -282,6 +282,7 @@ class ParquetSink(FileSink):
         self._scratch: np.ndarray | None = None  # one column, for stripes encoded here (work stealing)
         self._buf = stripe_buffers(self.options.stripe_rows)  # arrival order, then sorted into a slot
         self._fill = 0
+        self._cap = min(self.options.first_stripe_rows, self.options.stripe_rows)  # this stripe's rows
         self._day: int | None = None
         self._symbols: list[str] = []
         self._rank_len = -1
@@ -309,15 +310,14 @@ class ParquetSink(FileSink):
         if self._day is not None and day != self._day:
             self._flush_stripe()
         self._day = day
-        cap = self.options.stripe_rows
         done = 0
         while done < n:
-            take = min(n - done, cap - self._fill)
+            take = min(n - done, self._cap - self._fill)
             for name, dst in self._buf.items():
                 dst[self._fill : self._fill + take] = block.arrays[name][done : done + take]
             self._fill += take
             done += take
-            if self._fill == cap:
+            if self._fill == self._cap:
                 self._flush_stripe()
         d = day_text(day)
         self.rows_by_day[d] = self.rows_by_day.get(d, 0) + n
@@ -328,7 +328,7 @@ class ParquetSink(FileSink):
 
     def close(self) -> SinkResult:
         try:
-            self._flush_stripe()
+            self._flush_stripe(last=True)
             while self._inflight:
                 self._collect(block=True)
             for key in list(self._pending):
@@ -398,7 +398,9 @@ class ParquetSink(FileSink):
         """A stripe's part is written: keep it, with the symbol statistics its day file gets for it."""
         self._done[job.seq] = (job.part, symbol_statistics(job, job.options or self.options))
 
-    def _flush_stripe(self) -> None:
+    def _flush_stripe(self, last: bool = False) -> None:
+        """Sort the buffered stripe by symbol and encode it: in the encoder, or here when the
+        encoder has no free slot, or when it is the ``last`` stripe and the encoder is still busy."""
         n = self._fill
         if n == 0:
             return
@@ -414,7 +416,8 @@ class ParquetSink(FileSink):
         names = [self._symbols[self._order[r]] for r in run_ranks[:runs]]
         day = day_text(self._day)
         self._collect(block=False)
-        local = self.day_files and self.encoder.free_slots() == 0 and self._may_steal
+        busy = self.encoder.free_slots() == 0 or (last and bool(self._inflight))
+        local = self.day_files and busy and self._may_steal
         if local:  # the encoder is busy with every slot: encode this stripe here rather than wait,
             # permuted in place through one column's scratch (no second stripe buffer to hold)
             slot, out = -1, buf
@@ -462,6 +465,7 @@ class ParquetSink(FileSink):
         else:
             self.encoder.release(slot)
         self._fill = 0
+        self._cap = min(self._cap * 2, self.options.stripe_rows)
 
     # -- per-symbol files ------------------------------------------------------------------------
     def _add_pending(self, day: str, symbol: str, part: dict[str, np.ndarray]) -> None:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ import zstandard
 from engine.dbn.columns import COLUMNS, MBO_SCHEMA, ColumnBlock, iter_column_blocks
 from engine.ingest import main
 from engine.inputs import find_inputs, read_symbol_filter
-from engine.lake.encode import ParquetOptions, ThreadEncoder
+from engine.lake.encode import ParquetOptions, StripeJob, ThreadEncoder
 from engine.lake.ingest import ingest_parquet, is_complete
 from engine.lake.layout import SourceEntry, list_lake, read_lake_info
 from engine.lake.sink import ParquetSink
@@ -644,6 +645,46 @@ def test_stripes_encoded_by_the_worker_equal_the_source(
     encoder.close()
     assert sink.stolen == -(-30_000 // SMALL.stripe_rows) and result.rows == 30_000
     assert_lake_equals(tmp_path, day_oracle, by_symbol=by_symbol)
+    lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
+    for symbol in SYMBOLS:
+        assert_feed_order(lake, day_oracle, symbol)
+
+
+class _Recording(ThreadEncoder):
+    """A shared encoder that records the rows of every stripe submitted to it, and reports a job
+    finished only when the sink blocks for it (an encoder still busy when the sink is closed)."""
+
+    def __init__(self, options: ParquetOptions) -> None:
+        super().__init__(options)
+        self.submitted: list[int] = []
+
+    def submit(self, slot: int, job: StripeJob) -> None:
+        self.submitted.append(job.rows)
+        super().submit(slot, job)
+
+    def completed(self, block: bool) -> list[tuple[int, str | None]]:
+        return super().completed(block) if block else []
+
+
+def test_stripes_ramp_up_and_the_last_one_is_encoded_beside_the_encoder(
+    day: Path, day_oracle: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A file's first stripe is ``first_stripe_rows`` and each next one doubles up to
+    ``stripe_rows`` (the encoder starts early); the last stripe, with the encoder still busy, is
+    encoded by the sink itself. The lake is the source, row for row, in feed order."""
+    opts = replace(SMALL, first_stripe_rows=1_024, slots=8)
+    encoder = _Recording(opts)
+    sink = ParquetSink(tmp_path, SourceEntry.of_file(day), options=opts, encoder=encoder)
+    for block in iter_column_blocks(day):
+        sink.write(block)
+    sink.source_done(0)
+    result = sink.close()
+    encoder.close()
+    full = (30_000 - 1_024 - 2_048 - 4_096) // 8_192
+    last = 30_000 - 1_024 - 2_048 - 4_096 - full * 8_192
+    assert encoder.submitted == [1_024, 2_048, 4_096] + [8_192] * full and sink.stolen == 1
+    assert last > 0 and result.rows == 30_000
+    assert_lake_equals(tmp_path, day_oracle)
     lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
     for symbol in SYMBOLS:
         assert_feed_order(lake, day_oracle, symbol)
