@@ -171,7 +171,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # it, and each path loads only its own (the lake path no QuestDB client or pandas). The
     # workers' forkserver starts first, importing their modules on the other core meanwhile.
     if qdb is None or args.parquet is not None:
-        preload(["engine.lake.ingest"] + (["engine.questdb.ingest"] if qdb is not None else []))
+        preload(
+            ["engine.lake.ingest", "engine.lake.sink"]
+            + (["engine.questdb.ingest"] if qdb is not None else [])
+        )
     elif len(inputs) > 1:  # QuestDB alone loads several files in processes of the same forkserver
         preload(["engine.questdb.ingest"])
     if qdb is not None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.dbn.metadata import NS_PER_DAY
+
 __all__ = [
     "ACTIONS",
     "NS_PER_DAY",
@@ -37,7 +39,6 @@ __all__ = [
     "walk_records",
 ]
 
-NS_PER_DAY = 86_400 * 1_000_000_000
 UNDEF_PRICE = np.int64(2**63 - 1)
 
 ACTIONS = ("A", "C", "M", "R", "T", "F", "N")

@@ -22,6 +22,7 @@ __all__ = [
     "MBO_DTYPE",
     "MBO_DTYPE_TS_OUT",
     "MIN_RECORD_BYTES",
+    "NS_PER_DAY",
     "RTYPE_ERROR",
     "RTYPE_MBO",
     "RTYPE_SYMBOL_MAPPING",
@@ -72,6 +73,8 @@ MIN_RECORD_BYTES = 16
 """The smallest record DBN has: the record header alone (length, rtype, publisher, instrument, ts_event)."""
 UNDEF_PRICE = 2**63 - 1
 UNDEF_TIMESTAMP = 2**64 - 1
+NS_PER_DAY = 86_400 * 1_000_000_000
+"""Nanoseconds in a UTC day: ``ts // NS_PER_DAY`` numbers the day of a timestamp."""
 MAX_RECORD_BYTES = 255 * 4
 SCHEMA_MIXED = 0xFFFF
 

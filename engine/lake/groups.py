@@ -20,8 +20,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.dbn.kernels import NS_PER_DAY
-from engine.dbn.metadata import read_metadata
+from engine.dbn.metadata import NS_PER_DAY, read_metadata
 
 __all__ = ["day_groups", "file_days"]
 

@@ -13,17 +13,15 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from engine.cli import Interrupted
 from engine.defaults import DEFAULT_BLOCK_BYTES, default_jobs
 from engine.errors import ConfigError, DatapairError
 from engine.inputs import find_inputs
-from engine.lake.encode import ParquetOptions, offload_spec
 from engine.lake.groups import day_groups
 from engine.lake.layout import LakeFile, LakeInfo, SourceEntry, list_lake, read_lake_info, remove_stale_temps
-from engine.lake.publish import publish_staged
-from engine.lake.sink import ParquetSink
+from engine.lake.options import ParquetOptions, offload_spec
 from engine.lake.store import LakeDir, resolve
 from engine.pipeline.offload import OffloadSpec
 from engine.pipeline.pool import run_pipeline
@@ -77,7 +75,10 @@ class IngestSummary(RunSummary):
 
 @dataclass(frozen=True)
 class ParquetSinkFactory:
-    """Picklable factory of the :class:`ParquetSink` of one source file (built in the worker)."""
+    """Picklable factory of the :class:`~engine.lake.sink.ParquetSink` of one source file (built in
+    the worker: the sink's module, with pyarrow and Numba, loads in the workers, never here)."""
+
+    modules: ClassVar[tuple[str, ...]] = ("engine.lake.sink",)
 
     out_dir: str
     day_files: bool = True
@@ -107,6 +108,8 @@ class ParquetSinkFactory:
         ):
             return CompleteSink()
         source = SourceEntry.of_file(path, self.symbols)
+        from engine.lake.sink import ParquetSink
+
         return ParquetSink(
             self.out_dir, source, day_files=self.day_files, by_symbol=self.by_symbol, options=self.options,
             replace_damaged=self.replace_damaged,
@@ -324,6 +327,8 @@ def _ingest_remote(
             staged = replace(factory, out_dir=staging, lake=where.uri)
             got = run(group, [staged, *extra_sinks], shifted)
             try:
+                from engine.lake.publish import publish_staged
+
                 published = publish_staged(Path(staging), where, replace_damaged=force)
             except (DatapairError, OSError) as exc:
                 for o in got:

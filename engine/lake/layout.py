@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-from engine.dbn.kernels import NS_PER_DAY
+from engine.dbn.metadata import NS_PER_DAY
 from engine.errors import SinkError
 from engine.lake.store import LakePath, parquet_metadata, resolve
 from engine.tempfiles import remove_stale_temps, temp_path

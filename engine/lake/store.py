@@ -2,7 +2,8 @@
 
 One abstraction, so nothing else branches on the kind of storage: :func:`resolve` turns what the
 user typed (``--parquet``, ``--dir``, ``--output``, ``DATAPAIR_LAKE``) into a :class:`LakeDir`:
-a :mod:`pyarrow.fs` filesystem and a root inside it. A file of a local lake is a
+a :mod:`pyarrow.fs` filesystem (remote lakes; a local one is read with :mod:`os`, and pyarrow is
+imported only when a file is opened) and a root inside it. A file of a local lake is a
 :class:`~pathlib.Path` (exactly as before); a file of a remote lake is its URL as a ``str``
 (``s3://bucket/prefix/mbo_2025-10-22.parquet``), and the readers open either through
 :func:`parquet_metadata`, :func:`parquet_file` and :func:`scan_parquet`.
@@ -28,13 +29,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError
 from engine.tempfiles import temp_path
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
 
 __all__ = [
     "LakeDir",
@@ -62,6 +64,8 @@ def is_remote(location: str | os.PathLike[str]) -> bool:
 
 @functools.lru_cache(maxsize=32)
 def _filesystem(scheme: str, netloc: str, env: tuple[str | None, ...]) -> pafs.FileSystem:
+    import pyarrow.fs as pafs
+
     del env  # part of the cache key only: new credentials or endpoint give a new client
     try:
         fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{netloc}")
@@ -84,10 +88,11 @@ def _remote_fs(url: str) -> tuple[pafs.FileSystem, str, str]:
 
 @dataclass(frozen=True)
 class LakeDir:
-    """A lake's location: ``fs`` and ``root`` (a path inside it); ``local`` for a directory here."""
+    """A lake's location: ``fs`` and ``root`` (a path inside it); ``local`` for a directory here
+    (``fs`` None: :meth:`filesystem` makes a local one when a copy needs it)."""
 
     uri: str
-    fs: pafs.FileSystem
+    fs: pafs.FileSystem | None
     root: str
     local: bool
     prefix: str = ""
@@ -103,8 +108,18 @@ class LakeDir:
         """``name``'s path inside :attr:`fs`."""
         return f"{self.root}/{name}"
 
+    def filesystem(self) -> pafs.FileSystem:
+        """:attr:`fs`, or the local filesystem for a local lake."""
+        import pyarrow.fs as pafs
+
+        return self.fs if self.fs is not None else pafs.LocalFileSystem()
+
     def listing(self) -> list[tuple[str, int, int]]:
         """``(name, size, mtime_ns)`` of every file directly in the lake (a missing lake is empty)."""
+        if self.fs is None:
+            return _local_listing(self.root)
+        import pyarrow.fs as pafs
+
         sel = pafs.FileSelector(self.root, allow_not_found=True, recursive=False)
         try:
             infos = self.fs.get_file_info(sel)
@@ -121,31 +136,39 @@ class LakeDir:
         """True if the lake's directory (local) or its bucket (remote) can be listed."""
         if self.local:
             return Path(self.root).is_dir()
+        import pyarrow.fs as pafs
+
         try:
             bucket = self.root.split("/", 1)[0]
-            return bool(self.fs.get_file_info(bucket).type == pafs.FileType.Directory)
+            return bool(self.filesystem().get_file_info(bucket).type == pafs.FileType.Directory)
         except OSError:
             return False
 
     def download(self, name: str, dest: Path) -> bool:
         """Copy lake file ``name`` to local ``dest``; False if it does not exist."""
-        if self.fs.get_file_info(self.key(name)).type != pafs.FileType.File:
+        import pyarrow.fs as pafs
+
+        fs = self.filesystem()
+        if fs.get_file_info(self.key(name)).type != pafs.FileType.File:
             return False
-        pafs.copy_files(self.key(name), str(dest), source_filesystem=self.fs,
+        pafs.copy_files(self.key(name), str(dest), source_filesystem=fs,
                         destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
         return True
 
     def publish(self, local_file: Path, name: str) -> LakePath:
         """Upload ``local_file`` as lake file ``name``, atomically (temporary key, copy, delete)."""
+        import pyarrow.fs as pafs
+
+        fs = self.filesystem()
         final = self.key(name)
         temp = str(temp_path(final))
         try:
             pafs.copy_files(str(local_file), temp, source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=self.fs)  # fmt: skip
-            self.fs.copy_file(temp, final)
+                            destination_filesystem=fs)  # fmt: skip
+            fs.copy_file(temp, final)
         finally:
             with contextlib.suppress(OSError):  # never uploaded
-                self.fs.delete_file(temp)
+                fs.delete_file(temp)
         return self.path(name)
 
 
@@ -157,7 +180,16 @@ def resolve(location: str | os.PathLike[str]) -> LakeDir:
         return LakeDir(text, fs, root, False, prefix)
     if text.startswith("file://"):
         text = text[len("file://") :]
-    return LakeDir(text, pafs.LocalFileSystem(), str(Path(text)), True)
+    return LakeDir(text, None, str(Path(text)), True)
+
+
+def _local_listing(root: str) -> list[tuple[str, int, int]]:
+    try:
+        with os.scandir(root) as it:
+            entries = [(e.name, e.stat()) for e in it if e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [(name, st.st_size, st.st_mtime_ns) for name, st in entries]
 
 
 def _open(path: LakePath) -> tuple[pafs.FileSystem | None, str]:
@@ -169,12 +201,16 @@ def _open(path: LakePath) -> tuple[pafs.FileSystem | None, str]:
 
 def parquet_metadata(path: LakePath) -> pq.FileMetaData:
     """A lake file's Parquet footer (the only bytes read)."""
+    import pyarrow.parquet as pq
+
     fs, key = _open(path)
     return pq.read_metadata(key, filesystem=fs)
 
 
 def parquet_file(path: LakePath, **kwargs: Any) -> pq.ParquetFile:
     """A :class:`pyarrow.parquet.ParquetFile` of a local or remote lake file."""
+    import pyarrow.parquet as pq
+
     fs, key = _open(path)
     return pq.ParquetFile(key, filesystem=fs, **kwargs)
 

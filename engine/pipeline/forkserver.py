@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = ["context", "preload"]
 
-_BASE_PRELOAD = ("engine.pipeline.pool",)
+_BASE_PRELOAD = ("engine.pipeline.pool", "engine.dbn.columns")  # the file workers decode
 _WARM = "engine.pipeline.warm"
 
 

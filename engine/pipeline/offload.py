@@ -15,6 +15,7 @@ records cross the pipe, never the column data.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import threading
 import time
 from collections.abc import Callable
@@ -46,14 +47,17 @@ class OffloadSpec:
         Slots per worker/helper pair (jobs in flight plus the one being filled).
     threads : int
         Threads of the helper process.
-    handler : callable
-        ``handler(columns, job)``, run in the helper for each job; raises on failure.
-    install : callable
+    handler : callable or str
+        ``handler(columns, job)``, run in the helper for each job; raises on failure. Each of the
+        three functions may be named as ``"module:function"`` instead: the module is then
+        imported only by the processes that call it (the pipeline's forkserver preloads it),
+        not by the one that plans the run.
+    install : callable or str
         ``install(channel)``, run in the worker before its first file (``None`` when it exits):
         how the sinks of that process find the channel.
     name : str
         What the helper does, for messages (``"the Parquet encoder process died"``).
-    warm : callable, optional
+    warm : callable or str, optional
         ``warm()``, run once in the helper as it starts, while its worker decodes the first
         block: first-call costs (a Numba cache load, a writer's set-up) off the first job.
     """
@@ -62,10 +66,28 @@ class OffloadSpec:
     rows: int
     slots: int
     threads: int
-    handler: Callable[[dict[str, np.ndarray], Any], None]
-    install: Callable[[SlotChannel | None], None]
+    handler: Callable[[dict[str, np.ndarray], Any], None] | str
+    install: Callable[[SlotChannel | None], None] | str
     name: str = "helper"
-    warm: Callable[[], None] | None = None
+    warm: Callable[[], None] | str | None = None
+
+    def modules(self) -> set[str]:
+        """The modules that hold the three functions (what a forkserver preloads for them)."""
+        refs = (self.handler, self.install, self.warm)
+        return {r.partition(":")[0] if isinstance(r, str) else r.__module__ for r in refs if r is not None}
+
+    def install_channel(self, channel: SlotChannel | None) -> None:
+        """Run :attr:`install` (in the file worker)."""
+        _function(self.install)(channel)
+
+
+def _function(ref: Callable[..., Any] | str) -> Callable[..., Any]:
+    """``ref`` itself, or the function a ``"module:function"`` reference names."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, name = ref.partition(":")
+    fn: Callable[..., Any] = getattr(importlib.import_module(module), name)
+    return fn
 
 
 def _slot_layout(spec: OffloadSpec) -> tuple[dict[str, int], int]:
@@ -164,15 +186,16 @@ def helper_main(conn: Connection, buf: Any, spec: OffloadSpec) -> None:
     Ends when the worker sends None or its end of the pipe closes (the worker died).
     """
     slots = slot_views(buf, spec)
+    handler = _function(spec.handler)
     lock = threading.Lock()
     if spec.warm is not None:
         with contextlib.suppress(Exception):  # only a head start: a real failure shows on the first job
-            spec.warm()
+            _function(spec.warm)()
 
     def run(slot: int, job: Any) -> None:
         c0, w0 = time.thread_time(), time.perf_counter()
         try:
-            spec.handler(slots[slot], job)
+            handler(slots[slot], job)
             error = None
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"

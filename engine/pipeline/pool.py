@@ -189,7 +189,7 @@ def _worker_main(
     shm = SharedMemory(name=helper[1]) if helper is not None else None
     channel = SlotChannel(helper[0], shm.buf, helper[2]) if helper is not None and shm is not None else None
     if helper is not None:
-        helper[2].install(channel)
+        helper[2].install_channel(channel)
     code = 0
     try:
         while True:
@@ -206,7 +206,7 @@ def _worker_main(
         code = 4  # the parent is gone
     finally:
         if helper is not None:
-            helper[2].install(None)
+            helper[2].install_channel(None)
             with contextlib.suppress(OSError):
                 helper[0].send(None)
         channel = None
@@ -279,8 +279,9 @@ class _Pool:
             (o for o in (getattr(f, "offload", None) for f in factories) if o is not None), None
         )
         modules = {type(f).__module__ for f in self.factories}
+        modules |= {m for f in self.factories for m in getattr(f, "modules", ())}
         if self.offload is not None:
-            modules |= {getattr(self.offload.handler, "__module__", "") or ""}
+            modules |= self.offload.modules()
         preload(m for m in modules if m and m != "__main__")
         self.pairs: list[_Pair] = []
 
@@ -379,7 +380,7 @@ class _Pool:
         """Workers keep dying as they start (their error is on stderr): every file not done fails."""
         msg = (
             f"the file workers exit as they start ({MAX_STILLBORN} in a row, exit code {code}; their error is "
-            "printed above). A script that runs the ingest must guard it with `if __name__ == \"__main__\":` "
+            'printed above). A script that runs the ingest must guard it with `if __name__ == "__main__":` '
             "and be a file: the workers are started by a forkserver that imports it"
         )
         for i, p in enumerate(paths):

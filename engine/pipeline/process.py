@@ -14,12 +14,15 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.dbn.columns import FileColumns, iter_column_blocks
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
 from engine.errors import DatapairError
 from engine.pipeline.sinks import FileSink, SinkFactory
 from engine.stages import take as take_stages
+
+if TYPE_CHECKING:
+    from engine.dbn.columns import FileColumns
 
 __all__ = ["FileOutcome", "ProgressEvent", "Report", "process_file"]
 
@@ -88,6 +91,8 @@ def process_file(
     Returns a :class:`FileOutcome` whose ``message`` explains a failure (a
     :class:`~engine.errors.DatapairError` message, or the exception for unexpected errors).
     """
+    from engine.dbn.columns import iter_column_blocks  # Numba: the worker's, not the planner's
+
     p = Path(path)
     t0 = time.perf_counter()
     take_stages()  # this file's time only

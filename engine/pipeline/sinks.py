@@ -5,9 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from engine.dbn.columns import ColumnBlock
+if TYPE_CHECKING:
+    from engine.dbn.columns import ColumnBlock
 
 __all__ = ["CompleteSink", "FileSink", "SinkFactory", "SinkResult"]
 
@@ -47,7 +48,9 @@ class SinkFactory(Protocol):
     """Builds the sink of one source file, inside the worker process (must be picklable).
 
     A factory may also have an ``offload`` attribute (an :class:`engine.pipeline.offload.OffloadSpec`,
-    or None): the pipeline then pairs each file worker with a helper process for it.
+    or None): the pipeline then pairs each file worker with a helper process for it; and a
+    ``modules`` attribute (names of modules): what building its sinks imports, which the
+    pipeline's forkserver then imports once, before it forks any worker.
     """
 
     def __call__(self, path: Path) -> FileSink: ...

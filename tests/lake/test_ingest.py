@@ -688,3 +688,21 @@ def test_stripes_ramp_up_and_the_last_one_is_encoded_beside_the_encoder(
     lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
     for symbol in SYMBOLS:
         assert_feed_order(lake, day_oracle, symbol)
+
+
+def test_the_planning_process_loads_neither_numba_nor_pyarrow(
+    day: Path, day_oracle: pd.DataFrame, tmp_path: Path
+) -> None:
+    """``datapair-ingest --parquet`` into a new lake: the command's own process plans the run and
+    waits; pyarrow and Numba load only in the workers (start-up and memory: its import no longer
+    competes with the forkserver's, and ~100 MiB of PSS less). The lake is still the source."""
+    code = (
+        "import sys\n"
+        "from engine.ingest import main\n"
+        f"status = main([{str(day)!r}, '--parquet', {str(tmp_path)!r}, '--quiet'])\n"
+        "print(status, sorted(m for m in ('numba', 'pyarrow', 'polars', 'pandas') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "0 []"
+    assert_lake_equals(tmp_path, day_oracle)
