@@ -67,6 +67,10 @@ from engine.stages import stage
 
 __all__ = ["ParquetSink", "commit_output", "lake_metadata"]
 
+MIN_SPLIT_ROWS = 16 * 1024
+"""A file's last stripe, with the encoder idle, is split between it and this process only when
+each half has at least this many rows (below, the split costs more than it saves)."""
+
 
 def lake_metadata(rows: int, day: str, symbol: str | None, sources: list[SourceEntry]) -> dict[str, str]:
     """The datapair key-value metadata of a lake file (row count, day, symbol, sources, layout)."""
@@ -400,72 +404,82 @@ class ParquetSink(FileSink):
 
     def _flush_stripe(self, last: bool = False) -> None:
         """Sort the buffered stripe by symbol and encode it: in the encoder, or here when the
-        encoder has no free slot, or when it is the ``last`` stripe and the encoder is still busy."""
+        encoder has no free slot. A file's ``last`` stripe is encoded here while the encoder is
+        still busy with the one before; with the encoder idle, each takes half of it."""
         n = self._fill
         if n == 0:
             return
+        self._collect(block=False)
+        steal = self.day_files and self._may_steal
+        if steal and last and not self._inflight and n >= 2 * MIN_SPLIT_ROWS:
+            self._encode_rows(0, n // 2, local=False)
+            self._encode_rows(n // 2, n, local=True)
+        else:
+            busy = self.encoder.free_slots() == 0 or (last and bool(self._inflight))
+            self._encode_rows(0, n, local=steal and busy)
+        self._fill = 0
+        self._cap = min(self._cap * 2, self.options.stripe_rows)
+
+    def _encode_rows(self, lo: int, hi: int, local: bool) -> None:
+        """Rows ``[lo, hi)`` of the stripe buffer, ordered by symbol, as one part: encoded here
+        (``local``) or handed to the encoder."""
         assert self._day is not None
-        buf = self._buf
+        n = hi - lo
+        buf = {k: v[lo:hi] for k, v in self._buf.items()}
         rank = self._ranks()
         perm = np.empty(n, dtype=np.int64)
         run_ranks = np.empty(len(rank) + 1, dtype=np.int64)
         run_starts = np.empty(len(rank) + 1, dtype=np.int64)
         c0, w0 = time.thread_time(), time.perf_counter()
-        runs = sort_by_symbol(buf["symbol"][:n], rank, perm, run_ranks, run_starts)
+        runs = sort_by_symbol(buf["symbol"], rank, perm, run_ranks, run_starts)
         starts = run_starts[: runs + 1].copy()
         names = [self._symbols[self._order[r]] for r in run_ranks[:runs]]
         day = day_text(self._day)
-        self._collect(block=False)
-        busy = self.encoder.free_slots() == 0 or (last and bool(self._inflight))
-        local = self.day_files and busy and self._may_steal
-        if local:  # the encoder is busy with every slot: encode this stripe here rather than wait,
-            # permuted in place through one column's scratch (no second stripe buffer to hold)
+        if local:  # permuted in place through one column's scratch (no second stripe buffer to hold)
             slot, out = -1, buf
             if self._scratch is None:
                 self._scratch = np.empty(self.options.stripe_rows * 8, dtype=np.uint8)
             for name, col in buf.items():
                 if name != "symbol":
                     tmp = self._scratch[: n * col.itemsize].view(col.dtype)
-                    gather_rows(col[:n], perm, tmp)
-                    col[:n] = tmp
+                    gather_rows(col, perm, tmp)
+                    col[:] = tmp
         else:
             while self.encoder.free_slots() == 0:
                 self._collect(block=True)
             slot, out = self.encoder.acquire()
             for name, src in buf.items():
                 if name != "symbol":
-                    gather_rows(src[:n], perm, out[name][:n])
+                    gather_rows(src, perm, out[name][:n])
         out["symbol"][:n] = np.repeat(np.arange(runs, dtype=np.int32), np.diff(starts))
         add_stage("sort", time.thread_time() - c0, time.perf_counter() - w0)
         if self.by_symbol:
             for j, sym in enumerate(names):
-                lo, hi = int(starts[j]), int(starts[j + 1])
-                self._add_pending(day, sym, {k: v[lo:hi].copy() for k, v in out.items()})
-        if self.day_files:
-            f = self._days.get(day)
-            if f is None:
-                f = self._days[day] = _DayFile(self.out_dir / lake_file_name(day), day)
-            seq = self._seq
-            self._seq += 1
-            job = StripeJob(seq, day, n, starts, names, str(temp_path(f.final)), self.options)
-            f.order.append(seq)
-            if local:
-                try:
-                    with stage("encode"):
-                        encode_stripe(out, job, self.options)
-                except Exception:
-                    Path(job.part).unlink(missing_ok=True)
-                    raise
-                self.stolen += 1
-                self._part_done(job)
-                f.append_ready(self._done)
-            else:
-                self._inflight[seq] = job
-                self.encoder.submit(slot, job)
-        else:
+                a, b = int(starts[j]), int(starts[j + 1])
+                self._add_pending(day, sym, {k: v[a:b].copy() for k, v in out.items()})
+        if not self.day_files:
             self.encoder.release(slot)
-        self._fill = 0
-        self._cap = min(self._cap * 2, self.options.stripe_rows)
+            return
+        f = self._days.get(day)
+        if f is None:
+            f = self._days[day] = _DayFile(self.out_dir / lake_file_name(day), day)
+        seq = self._seq
+        self._seq += 1
+        job = StripeJob(seq, day, n, starts, names, str(temp_path(f.final)), self.options)
+        f.order.append(seq)
+        if not local:
+            self._inflight[seq] = job
+            self.encoder.submit(slot, job)
+            return
+        try:
+            with stage("encode"):
+                encode_stripe(out, job, self.options)
+        except Exception:
+            Path(job.part).unlink(missing_ok=True)
+            raise
+        self.stolen += 1
+        self._part_done(job)
+        f.append_ready(self._done)
 
     # -- per-symbol files ------------------------------------------------------------------------
     def _add_pending(self, day: str, symbol: str, part: dict[str, np.ndarray]) -> None:

@@ -7,6 +7,10 @@ worker no longer spends its first ~0.4 s loading a dozen overloads (``gather_row
 column dtype, the decode and day-numbering kernels) before its first block, and the loading
 runs in the forkserver on one core while the parent imports its own modules on the other.
 
+It also imports :mod:`numpy.ma`: NumPy 2 loads it lazily, and Numba's first call with an array
+argument in a process asks whether the array is a masked one, which imported it (~0.1 s) inside
+each worker's first block and each encoder's first stripe.
+
 Nothing is compiled here: only overloads found in the cache are loaded, so a kernel whose cache
 is missing or stale compiles on its first call, as it would without this module. Numba has no
 public way to list a cache's signatures; :func:`cached_signatures` reads its index through the
@@ -52,5 +56,7 @@ def load_cached_kernels(prefix: str = "engine.") -> int:
                     loaded += 1
     return loaded
 
+
+import numpy.ma  # noqa: E402, F401 - see above
 
 load_cached_kernels()

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import wait
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import zstandard
 from engine.dbn.columns import COLUMNS, MBO_SCHEMA, ColumnBlock, iter_column_blocks
 from engine.ingest import main
 from engine.inputs import find_inputs, read_symbol_filter
+from engine.lake import sink as sink_module
 from engine.lake.encode import ParquetOptions, StripeJob, ThreadEncoder
 from engine.lake.ingest import ingest_parquet, is_complete
 from engine.lake.layout import SourceEntry, list_lake, read_lake_info
@@ -651,19 +653,23 @@ def test_stripes_encoded_by_the_worker_equal_the_source(
 
 
 class _Recording(ThreadEncoder):
-    """A shared encoder that records the rows of every stripe submitted to it, and reports a job
-    finished only when the sink blocks for it (an encoder still busy when the sink is closed)."""
+    """A shared encoder that records the rows of every stripe submitted to it. ``busy``: it reports
+    a job finished only when the sink blocks for it (still busy when the sink is closed); else it
+    finishes each job before :meth:`submit` returns (idle whenever the sink looks)."""
 
-    def __init__(self, options: ParquetOptions) -> None:
+    def __init__(self, options: ParquetOptions, busy: bool) -> None:
         super().__init__(options)
         self.submitted: list[int] = []
+        self.busy = busy
 
     def submit(self, slot: int, job: StripeJob) -> None:
         self.submitted.append(job.rows)
         super().submit(slot, job)
+        if not self.busy:
+            wait(list(self._futures))
 
     def completed(self, block: bool) -> list[tuple[int, str | None]]:
-        return super().completed(block) if block else []
+        return super().completed(block) if block or not self.busy else []
 
 
 def test_stripes_ramp_up_and_the_last_one_is_encoded_beside_the_encoder(
@@ -673,7 +679,7 @@ def test_stripes_ramp_up_and_the_last_one_is_encoded_beside_the_encoder(
     ``stripe_rows`` (the encoder starts early); the last stripe, with the encoder still busy, is
     encoded by the sink itself. The lake is the source, row for row, in feed order."""
     opts = replace(SMALL, first_stripe_rows=1_024, slots=8)
-    encoder = _Recording(opts)
+    encoder = _Recording(opts, busy=True)
     sink = ParquetSink(tmp_path, SourceEntry.of_file(day), options=opts, encoder=encoder)
     for block in iter_column_blocks(day):
         sink.write(block)
@@ -706,3 +712,26 @@ def test_the_planning_process_loads_neither_numba_nor_pyarrow(
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "0 []"
     assert_lake_equals(tmp_path, day_oracle)
+
+
+def test_the_last_stripe_is_split_with_an_idle_encoder(
+    day: Path, day_oracle: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the encoder idle when the file ends, it takes the first half of the last stripe and
+    the sink encodes the second: both finish together. Same lake, row for row, feed order kept."""
+    monkeypatch.setattr(sink_module, "MIN_SPLIT_ROWS", 1_000)
+    opts = replace(SMALL, first_stripe_rows=1_024)
+    encoder = _Recording(opts, busy=False)
+    sink = ParquetSink(tmp_path, SourceEntry.of_file(day), options=opts, encoder=encoder)
+    for block in iter_column_blocks(day):
+        sink.write(block)
+    sink.source_done(0)
+    sink.close()
+    encoder.close()
+    full = (30_000 - 1_024 - 2_048 - 4_096) // 8_192
+    last = 30_000 - 1_024 - 2_048 - 4_096 - full * 8_192
+    assert encoder.submitted == [1_024, 2_048, 4_096] + [8_192] * full + [last // 2] and sink.stolen == 1
+    assert_lake_equals(tmp_path, day_oracle)
+    lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
+    for symbol in SYMBOLS:
+        assert_feed_order(lake, day_oracle, symbol)
