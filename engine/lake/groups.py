@@ -2,7 +2,7 @@
 
 A lake day file holds every row of its UTC day of ts_recv, from every source file of that day
 (several symbol-split files, or two files sharing a day across midnight, are merged into one
-``mbo_YYYY-MM-DD.parquet``: :func:`engine.lake.sink.commit_output`). Writing a day file is a
+``mbo_YYYY-MM-DD.parquet``: :func:`engine.lake.outputs.commit_output`). Writing a day file is a
 read-modify-write of that file, so two writers of one day must not run at once: in one process
 tree the lake's lock (``flock``) orders them, but an object store has no lock and machines of a
 cluster share none. So work that runs apart (a cluster task, a remote-lake batch) is a *day

@@ -5,7 +5,7 @@ temporary directory (same code, same footers), then :func:`publish_staged` moves
 into the remote lake. When the remote lake already holds that day file with rows of *other*
 sources (another symbol-split file of the day, ingested earlier), those rows are kept: their row
 groups are copied as they are (no decoding, :class:`~engine.lake.footer.PartAssembler`) into a
-merged file with a merged footer, exactly as :func:`engine.lake.sink.commit_output` does
+merged file with a merged footer, exactly as :func:`engine.lake.outputs.commit_output` does
 locally. Each file is then uploaded under a temporary key and published by copy + delete
 (:meth:`engine.lake.store.LakeDir.publish`), so a final key is never half written.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from engine.errors import SinkError
 from engine.lake.footer import PartAssembler
 from engine.lake.layout import list_lake, read_lake_info
-from engine.lake.sink import merge_sources
+from engine.lake.outputs import merge_sources
 from engine.lake.store import LakeDir
 from engine.tempfiles import temp_path
 

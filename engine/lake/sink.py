@@ -20,18 +20,14 @@ copied into the new file, so a day file always holds every row of its day.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
-from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from engine.dbn.columns import COLUMNS, MBO_SCHEMA, ColumnBlock, string_array
+from engine.dbn.columns import ColumnBlock, string_array
 from engine.errors import SinkError
 from engine.lake.encode import (
     ROW_DTYPES,
@@ -45,187 +41,18 @@ from engine.lake.encode import (
     to_batch,
     worker_encoder,
 )
-from engine.lake.footer import PartAssembler
 from engine.lake.kernels import gather_rows, sort_by_symbol
-from engine.lake.layout import (
-    LAYOUT,
-    META_DAY,
-    META_LAYOUT,
-    META_ROWS,
-    META_SOURCE,
-    META_SYMBOL,
-    SourceEntry,
-    day_text,
-    lake_file_name,
-    lake_lock,
-    read_lake_info,
-    temp_path,
-)
+from engine.lake.layout import SourceEntry, day_text, lake_file_name, lake_lock, temp_path
+from engine.lake.outputs import DayFile, SymbolFile, commit_output, lake_metadata
 from engine.pipeline.sinks import FileSink, SinkResult
 from engine.stages import add as add_stage
 from engine.stages import stage
 
-__all__ = ["ParquetSink", "commit_output", "lake_metadata"]
+__all__ = ["ParquetSink", "commit_output", "lake_metadata"]  # the last two: engine.lake.outputs
 
 MIN_SPLIT_ROWS = 16 * 1024
 """A file's last stripe, with the encoder idle, is split between it and this process only when
 each half has at least this many rows (below, the split costs more than it saves)."""
-
-
-def lake_metadata(rows: int, day: str, symbol: str | None, sources: list[SourceEntry]) -> dict[str, str]:
-    """The datapair key-value metadata of a lake file (row count, day, symbol, sources, layout)."""
-    md = {
-        META_ROWS: str(rows),
-        META_DAY: day,
-        META_LAYOUT: LAYOUT,
-        META_SOURCE: json.dumps([s.to_json() for s in sources], separators=(",", ":")),
-    }
-    if symbol is not None:
-        md[META_SYMBOL] = symbol
-    return md
-
-
-def merge_sources(
-    merged: PartAssembler, parts: list[tuple[Path, SourceEntry]], day: str, symbol: str | None, what: object
-) -> None:
-    """Append each source's row groups (copied, not decoded) from its file into ``merged``, check
-    each source's rows against its footer entry, and finish ``merged`` with the merged metadata."""
-    entries = []
-    for path, entry in parts:
-        first = merged.row_groups
-        n = merged.append(path, entry.row_groups, delete=False)
-        if n != entry.rows:
-            msg = (
-                f"{what}: source {entry.name} has {n} rows in its row groups, its metadata says {entry.rows}"
-            )
-            raise SinkError(msg)
-        entries.append(replace(entry, row_groups=(first, entry.row_groups[1])))
-    merged.finish(lake_metadata(merged.rows, day, symbol, entries))
-
-
-class _SymbolFile:
-    """A per-symbol file written directly by one ParquetWriter."""
-
-    def __init__(self, final: Path, day: str, symbol: str, options: ParquetOptions) -> None:
-        self.final = final
-        self.day = day
-        self.symbol: str | None = symbol
-        self.temp = temp_path(final)
-        self.writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self.temp, MBO_SCHEMA, **options.writer_kwargs()
-        )
-        self.rows = 0
-        self.row_groups = 0
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        assert self.writer is not None
-        self.writer.write_batch(batch, row_group_size=max(batch.num_rows, 1))
-        self.rows += batch.num_rows
-        self.row_groups += 1
-
-    def finish(self, metadata: dict[str, str]) -> None:
-        assert self.writer is not None
-        self.writer.add_key_value_metadata(metadata)
-        self.writer.close()
-        self.writer = None
-
-    def discard(self) -> None:
-        if self.writer is not None:
-            with contextlib.suppress(Exception):  # the file is being thrown away anyway
-                self.writer.close()
-            self.writer = None
-        self.temp.unlink(missing_ok=True)
-
-
-def _other_sources(final: Path, source: SourceEntry, replace_damaged: bool = False) -> list[SourceEntry]:
-    """Sources of the rows already in ``final`` that this source does not replace.
-
-    A final file that cannot be read, or whose footer says it is incomplete, would lose those
-    rows silently if it were replaced: that is refused unless ``replace_damaged`` (``--force``,
-    when the caller re-ingests every source of the day).
-    """
-    if not final.exists():
-        return []
-    try:
-        info = read_lake_info(final)
-        problem = (
-            None if info.complete else f"its footer says {info.rows:,} rows but it holds {info.num_rows:,}"
-        )
-    except SinkError as exc:
-        info, problem = None, str(exc)
-    if problem is not None or info is None:
-        if replace_damaged:
-            return []
-        msg = (
-            f"{final} exists but is not a complete lake file ({problem}), so the rows of its other "
-            f"sources cannot be kept; re-ingest every source file of that day with --force, or move it away"
-        )
-        raise SinkError(msg)
-    return [s for s in info.sources if not source.replaces(s) and s.row_groups[1] > 0]
-
-
-def commit_output(out: _DayFile | _SymbolFile, source: SourceEntry, replace_damaged: bool = False) -> Path:
-    """Finish a temporary lake file and move it into place (the caller holds the lake lock).
-
-    Rows of other sources already in the final file are copied first: their row groups' bytes,
-    as they are (no decoding), into a new file with a merged footer.
-    """
-    mine = replace(source, rows=out.rows, row_groups=(0, out.row_groups))
-    others = _other_sources(out.final, source, replace_damaged)
-    if not others:
-        out.finish(lake_metadata(out.rows, out.day, out.symbol, [mine]))
-        os.replace(out.temp, out.final)
-        return out.final
-    out.finish({})
-    merged = PartAssembler(temp_path(out.final))
-    try:
-        merge_sources(
-            merged, [(out.final, s) for s in others] + [(out.temp, mine)], out.day, out.symbol, out.final
-        )
-        os.replace(merged.path, out.final)
-    except BaseException:
-        merged.abort()
-        raise
-    finally:
-        out.temp.unlink(missing_ok=True)
-    return out.final
-
-
-_SYMBOL_COLUMN = COLUMNS.index("symbol")
-
-
-class _DayFile:
-    """A day file being assembled from parts, in stripe order."""
-
-    def __init__(self, final: Path, day: str) -> None:
-        self.final = final
-        self.day = day
-        self.symbol: str | None = None
-        self.temp = temp_path(final)
-        self.assembler: PartAssembler | None = None
-        self.order: deque[int] = deque()  # seqs of submitted stripes, in order
-        self.rows = 0
-        self.row_groups = 0
-
-    def append_ready(self, done: dict[int, tuple[str, list[tuple[bytes, bytes]]]]) -> None:
-        while self.order and self.order[0] in done:
-            part, symbols = done.pop(self.order.popleft())
-            if self.assembler is None:
-                self.assembler = PartAssembler(self.temp)
-            self.assembler.append(part, statistics={_SYMBOL_COLUMN: symbols})
-            self.rows = self.assembler.rows
-            self.row_groups = self.assembler.row_groups
-
-    def finish(self, metadata: dict[str, str]) -> None:
-        assert self.assembler is not None
-        self.assembler.finish(metadata)
-        self.assembler = None
-
-    def discard(self) -> None:
-        if self.assembler is not None:
-            self.assembler.abort()
-            self.assembler = None
-        self.temp.unlink(missing_ok=True)
 
 
 class ParquetSink(FileSink):
@@ -292,11 +119,11 @@ class ParquetSink(FileSink):
         self._rank_len = -1
         self._order = np.empty(0, np.int64)
         self._rank = np.empty(0, np.int32)
-        self._days: dict[str, _DayFile] = {}
+        self._days: dict[str, DayFile] = {}
         self._inflight: dict[int, StripeJob] = {}
         self._done: dict[int, tuple[str, list[tuple[bytes, bytes]]]] = {}  # seq -> (part, symbol min/max per row group)
         self._seq = 0
-        self._symbol_files: dict[tuple[str, str], _SymbolFile] = {}
+        self._symbol_files: dict[tuple[str, str], SymbolFile] = {}
         self._pending: dict[tuple[str, str], list[dict[str, np.ndarray]]] = {}
         self._pending_count: dict[tuple[str, str], int] = {}
         self._pending_rows = 0
@@ -339,7 +166,7 @@ class ParquetSink(FileSink):
                 self._flush_pending(key)
             source = replace(self.source, rows_by_day=dict(self.rows_by_day))
             with stage("write"), lake_lock(self.out_dir):
-                outs: list[_DayFile | _SymbolFile] = [*self._days.values(), *self._symbol_files.values()]
+                outs: list[DayFile | SymbolFile] = [*self._days.values(), *self._symbol_files.values()]
                 outputs = [str(commit_output(out, source, self.replace_damaged)) for out in outs]
         except BaseException:
             self.abort()
@@ -356,7 +183,7 @@ class ParquetSink(FileSink):
         for part, _ in self._done.values():
             Path(part).unlink(missing_ok=True)
         self._done.clear()
-        outs: list[_DayFile | _SymbolFile] = [*self._days.values(), *self._symbol_files.values()]
+        outs: list[DayFile | SymbolFile] = [*self._days.values(), *self._symbol_files.values()]
         for out in outs:
             out.discard()
         self._days.clear()
@@ -462,7 +289,7 @@ class ParquetSink(FileSink):
             return
         f = self._days.get(day)
         if f is None:
-            f = self._days[day] = _DayFile(self.out_dir / lake_file_name(day), day)
+            f = self._days[day] = DayFile(self.out_dir / lake_file_name(day), day)
         seq = self._seq
         self._seq += 1
         job = StripeJob(seq, day, n, starts, names, str(temp_path(f.final)), self.options)
@@ -503,7 +330,7 @@ class ParquetSink(FileSink):
         out = self._symbol_files.get(key)
         if out is None:
             final = self.out_dir / lake_file_name(day, symbol)
-            out = self._symbol_files[key] = _SymbolFile(final, day, symbol, self.options)
+            out = self._symbol_files[key] = SymbolFile(final, day, symbol, self.options)
         step = self.options.max_row_group_rows
         for lo in range(0, rows, step):
             hi = min(lo + step, rows)
