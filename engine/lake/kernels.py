@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["cut_row_groups", "gather_rows", "sort_by_symbol"]
+__all__ = ["cut_row_groups", "gather_rows", "invert_permutation", "scatter_rows", "sort_by_symbol"]
 
 
 @njit(cache=True, nogil=True)
@@ -90,4 +90,21 @@ def gather_rows(src, perm, out):  # pragma: no cover - compiled
     """out[i] = src[perm[i]]; returns len(perm)."""
     for i in range(len(perm)):
         out[i] = src[perm[i]]
+    return len(perm)
+
+
+@njit(cache=True, nogil=True)
+def scatter_rows(src, dest, out):  # pragma: no cover - compiled
+    """out[dest[i]] = src[i]; returns len(dest). With ``dest`` the inverse of a ``perm``, the same
+    as :func:`gather_rows`: ``src`` is read in order and each symbol run written as one stream."""
+    for i in range(len(dest)):
+        out[dest[i]] = src[i]
+    return len(dest)
+
+
+@njit(cache=True, nogil=True)
+def invert_permutation(perm, dest):  # pragma: no cover - compiled
+    """dest[perm[i]] = i: where each row goes; returns len(perm)."""
+    for i in range(len(perm)):
+        dest[perm[i]] = i
     return len(perm)

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.lake.kernels import cut_row_groups, gather_rows, sort_by_symbol
+from engine.lake.kernels import cut_row_groups, gather_rows, invert_permutation, scatter_rows, sort_by_symbol
 
 
 def ref_sort(codes: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -78,4 +78,18 @@ def test_gather_rows_matches_take(n: int, seed: int) -> None:
     perm = rng.permutation(n)
     out = np.empty(n, src.dtype)
     assert gather_rows(src, perm, out) == n
+    np.testing.assert_array_equal(out, np.take(src, perm))
+
+
+@settings(deadline=None)  # the first example may compile the kernels
+@given(n=st.integers(0, 2000), seed=st.integers(0, 2**32 - 1))
+def test_scatter_by_the_inverse_permutation_equals_gather(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    src = rng.integers(-(2**62), 2**62, n)
+    perm = rng.permutation(n)
+    dest = np.empty(n, np.int64)
+    assert invert_permutation(perm, dest) == n
+    np.testing.assert_array_equal(dest, np.argsort(perm))
+    out = np.empty(n, src.dtype)
+    assert scatter_rows(src, dest, out) == n
     np.testing.assert_array_equal(out, np.take(src, perm))
