@@ -735,3 +735,31 @@ def test_the_last_stripe_is_split_with_an_idle_encoder(
     lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
     for symbol in SYMBOLS:
         assert_feed_order(lake, day_oracle, symbol)
+
+
+@pytest.mark.parametrize("scatter_max_runs", [0, 1_000_000])
+@pytest.mark.parametrize("busy", [False, True])
+def test_scatter_and_gather_give_the_same_lake(
+    day: Path, day_oracle: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    scatter_max_runs: int, busy: bool,
+) -> None:  # fmt: skip
+    """Stripes are put in symbol order by gathering (many runs) or scattering (few): either way,
+    in the encoder's slot or in place (``busy``: the sink encodes), the lake is the source, row
+    for row, each symbol in feed order."""
+    monkeypatch.setattr(sink_module, "SCATTER_MAX_RUNS", scatter_max_runs)
+    encoder = _AlwaysBusy(SMALL) if busy else _Recording(SMALL, busy=False)
+    sink = ParquetSink(tmp_path, SourceEntry.of_file(day), options=SMALL, encoder=encoder)
+    for block in iter_column_blocks(day):
+        sink.write(block)
+    sink.source_done(0)
+    sink.close()
+    encoder.close()
+    stripes = -(-30_000 // SMALL.stripe_rows)
+    if busy:
+        assert sink.stolen == stripes
+    else:  # an idle encoder: every stripe went to its slots (the last is too small to split)
+        assert isinstance(encoder, _Recording) and len(encoder.submitted) == stripes and sink.stolen == 0
+    assert_lake_equals(tmp_path, day_oracle)
+    lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
+    for symbol in SYMBOLS:
+        assert_feed_order(lake, day_oracle, symbol)
