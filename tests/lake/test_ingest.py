@@ -625,6 +625,27 @@ def test_summary_says_where_the_time_went(day: Path, tmp_path: Path) -> None:
     assert in_worker <= s.file_seconds * 1.01  # the worker's stages lie inside its files' time
 
 
+def _sink_day(
+    day: Path, out: Path, options: ParquetOptions, encoder: ThreadEncoder, by_symbol: bool = False
+) -> ParquetSink:
+    """Every block of ``day`` through a ParquetSink on ``encoder``, closed (and the encoder too)."""
+    sink = ParquetSink(out, SourceEntry.of_file(day), by_symbol=by_symbol, options=options, encoder=encoder)
+    for block in iter_column_blocks(day):
+        sink.write(block)
+    sink.source_done(0)
+    sink.close()
+    encoder.close()
+    return sink
+
+
+def _assert_lake_is(out: Path, oracle: pd.DataFrame, by_symbol: bool = False) -> None:
+    """The lake in ``out`` holds the source, row for row, each symbol in feed order."""
+    assert_lake_equals(out, oracle, by_symbol=by_symbol)
+    lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(out)])
+    for symbol in SYMBOLS:
+        assert_feed_order(lake, oracle, symbol)
+
+
 class _AlwaysBusy(ThreadEncoder):
     """A shared encoder whose slots are always taken: the sink encodes every stripe itself."""
 
@@ -638,18 +659,9 @@ def test_stripes_encoded_by_the_worker_equal_the_source(
 ) -> None:
     """Work stealing: when every encoder slot is busy the sink sorts the stripe in place and
     encodes it itself; the lake is the same, row for row, feed order kept."""
-    encoder = _AlwaysBusy(SMALL)
-    sink = ParquetSink(tmp_path, SourceEntry.of_file(day), by_symbol=by_symbol, options=SMALL, encoder=encoder)
-    for block in iter_column_blocks(day):
-        sink.write(block)
-    sink.source_done(0)
-    result = sink.close()
-    encoder.close()
-    assert sink.stolen == -(-30_000 // SMALL.stripe_rows) and result.rows == 30_000
-    assert_lake_equals(tmp_path, day_oracle, by_symbol=by_symbol)
-    lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
-    for symbol in SYMBOLS:
-        assert_feed_order(lake, day_oracle, symbol)
+    sink = _sink_day(day, tmp_path, SMALL, _AlwaysBusy(SMALL), by_symbol=by_symbol)
+    assert sink.stolen == -(-30_000 // SMALL.stripe_rows) and sink.rows == 30_000
+    _assert_lake_is(tmp_path, day_oracle, by_symbol=by_symbol)
 
 
 class _Recording(ThreadEncoder):
@@ -680,20 +692,12 @@ def test_stripes_ramp_up_and_the_last_one_is_encoded_beside_the_encoder(
     encoded by the sink itself. The lake is the source, row for row, in feed order."""
     opts = replace(SMALL, first_stripe_rows=1_024, slots=8)
     encoder = _Recording(opts, busy=True)
-    sink = ParquetSink(tmp_path, SourceEntry.of_file(day), options=opts, encoder=encoder)
-    for block in iter_column_blocks(day):
-        sink.write(block)
-    sink.source_done(0)
-    result = sink.close()
-    encoder.close()
+    sink = _sink_day(day, tmp_path, opts, encoder)
     full = (30_000 - 1_024 - 2_048 - 4_096) // 8_192
     last = 30_000 - 1_024 - 2_048 - 4_096 - full * 8_192
     assert encoder.submitted == [1_024, 2_048, 4_096] + [8_192] * full and sink.stolen == 1
-    assert last > 0 and result.rows == 30_000
-    assert_lake_equals(tmp_path, day_oracle)
-    lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
-    for symbol in SYMBOLS:
-        assert_feed_order(lake, day_oracle, symbol)
+    assert last > 0 and sink.rows == 30_000
+    _assert_lake_is(tmp_path, day_oracle)
 
 
 def test_the_planning_process_loads_neither_numba_nor_pyarrow(
@@ -722,19 +726,11 @@ def test_the_last_stripe_is_split_with_an_idle_encoder(
     monkeypatch.setattr(sink_module, "MIN_SPLIT_ROWS", 1_000)
     opts = replace(SMALL, first_stripe_rows=1_024)
     encoder = _Recording(opts, busy=False)
-    sink = ParquetSink(tmp_path, SourceEntry.of_file(day), options=opts, encoder=encoder)
-    for block in iter_column_blocks(day):
-        sink.write(block)
-    sink.source_done(0)
-    sink.close()
-    encoder.close()
+    sink = _sink_day(day, tmp_path, opts, encoder)
     full = (30_000 - 1_024 - 2_048 - 4_096) // 8_192
     last = 30_000 - 1_024 - 2_048 - 4_096 - full * 8_192
     assert encoder.submitted == [1_024, 2_048, 4_096] + [8_192] * full + [last // 2] and sink.stolen == 1
-    assert_lake_equals(tmp_path, day_oracle)
-    lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
-    for symbol in SYMBOLS:
-        assert_feed_order(lake, day_oracle, symbol)
+    _assert_lake_is(tmp_path, day_oracle)
 
 
 @pytest.mark.parametrize("scatter_max_runs", [0, 1_000_000])
@@ -748,18 +744,10 @@ def test_scatter_and_gather_give_the_same_lake(
     for row, each symbol in feed order."""
     monkeypatch.setattr(sink_module, "SCATTER_MAX_RUNS", scatter_max_runs)
     encoder = _AlwaysBusy(SMALL) if busy else _Recording(SMALL, busy=False)
-    sink = ParquetSink(tmp_path, SourceEntry.of_file(day), options=SMALL, encoder=encoder)
-    for block in iter_column_blocks(day):
-        sink.write(block)
-    sink.source_done(0)
-    sink.close()
-    encoder.close()
+    sink = _sink_day(day, tmp_path, SMALL, encoder)
     stripes = -(-30_000 // SMALL.stripe_rows)
     if busy:
         assert sink.stolen == stripes
     else:  # an idle encoder: every stripe went to its slots (the last is too small to split)
         assert isinstance(encoder, _Recording) and len(encoder.submitted) == stripes and sink.stolen == 0
-    assert_lake_equals(tmp_path, day_oracle)
-    lake = pa.concat_tables([pq.read_table(p) for p in lake_paths(tmp_path)])
-    for symbol in SYMBOLS:
-        assert_feed_order(lake, day_oracle, symbol)
+    _assert_lake_is(tmp_path, day_oracle)
