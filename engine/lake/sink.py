@@ -1,8 +1,9 @@
 """The Parquet lake sink: column blocks of one source file -> ``mbo_YYYY-MM-DD.parquet`` files.
 
-Rows are buffered in *stripes* (half a million rows, in arrival order, inside one UTC day of
-ts_recv). A full stripe is ordered by symbol with a stable Numba counting sort (each symbol's rows
-keep feed order) straight into an encoder slot, and encoded as a standalone Parquet *part* whose row groups are cut at
+Rows are buffered in *stripes* (half a million rows, a file's first ones 64K, 128K and 256K so
+the encoder starts early; in arrival order, inside one UTC day of ts_recv). A full stripe is
+ordered by symbol with a stable Numba counting sort (each symbol's rows keep feed order) straight
+into an encoder slot, and encoded as a standalone Parquet *part* whose row groups are cut at
 symbol boundaries (:mod:`engine.lake.kernels`): a busy symbol gets row groups of its own whose
 ``symbol`` min equals max, and each stripe covers a short stretch of time, so row-group
 statistics prune by symbol and by time. Parts are encoded in parallel (threads here, or an
@@ -10,7 +11,8 @@ encoder process: :mod:`engine.pipeline.pool`) and appended in order to the day's
 :class:`~engine.lake.footer.PartAssembler`. Memory is one stripe buffer plus a few slots, whatever the
 size of the day.
 
-Everything is written under temporary names; :meth:`ParquetSink.close` writes the footers (with
+Everything is written under temporary names (the files: :mod:`engine.lake.outputs`);
+:meth:`ParquetSink.close` writes the footers (with
 the row counts) and renames each file into place while holding the lake's lock. If a day file
 already holds rows of *another* source file (two inputs that share a UTC day), those rows are
 copied into the new file, so a day file always holds every row of its day.
