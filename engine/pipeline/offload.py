@@ -74,7 +74,8 @@ class OffloadSpec:
     def modules(self) -> set[str]:
         """The modules that hold the three functions (what a forkserver preloads for them)."""
         refs = (self.handler, self.install, self.warm)
-        return {r.partition(":")[0] if isinstance(r, str) else r.__module__ for r in refs if r is not None}
+        names = {r.partition(":")[0] if isinstance(r, str) else getattr(r, "__module__", "") for r in refs if r}
+        return {n for n in names if n}
 
     def install_channel(self, channel: SlotChannel | None) -> None:
         """Run :attr:`install` (in the file worker)."""
