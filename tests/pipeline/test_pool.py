@@ -217,3 +217,21 @@ def test_slot_views_do_not_overlap() -> None:
     for i, s in enumerate(slots):
         for j, a in enumerate(s.values()):
             assert len(a) == 1000 and (a == i * 20 + j).all()
+
+
+def _no_job(columns: object, job: object) -> None:
+    pass
+
+
+def test_an_offload_spec_names_its_functions_and_their_modules() -> None:
+    """The lake's encoder spec names its functions as "module:function": the planning process
+    never imports them, the forkserver preloads their module, the worker and helper resolve them."""
+    spec = offload_spec(ParquetOptions())
+    assert spec.modules() == {"engine.lake.encode"}
+    assert all(isinstance(f, str) for f in (spec.handler, spec.install, spec.warm))
+    installed: list[object] = []
+    calls = replace(spec, handler=_no_job, install=installed.append, warm=None)
+    assert calls.modules() == {__name__}  # a builtin method has no module to preload
+    calls.install_channel(None)
+    spec.install_channel(None)  # resolves engine.lake.encode:set_worker_encoder
+    assert installed == [None] and encode.worker_encoder() is None
