@@ -18,6 +18,7 @@ from pathlib import Path
 from engine.cli import ArgumentParser, exit_now, run_cli
 from engine.defaults import DEFAULT_BLOCK_BYTES, default_jobs
 from engine.inputs import find_inputs, nearest, parse_symbols, read_symbol_filter
+from engine.lake import SINK_MODULES
 from engine.pipeline.forkserver import preload
 from engine.questdb.args import add_questdb_arguments, questdb_options_from_args
 from engine.questdb.conf import QuestDBOptions
@@ -171,10 +172,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # it, and each path loads only its own (the lake path no QuestDB client or pandas). The
     # workers' forkserver starts first, importing their modules on the other core meanwhile.
     if qdb is None or args.parquet is not None:
-        preload(
-            ["engine.lake.ingest", "engine.lake.sink"]
-            + (["engine.questdb.ingest"] if qdb is not None else [])
-        )
+        preload(["engine.lake.ingest", *SINK_MODULES] + (["engine.questdb.ingest"] if qdb is not None else []))
     elif len(inputs) > 1:  # QuestDB alone loads several files in processes of the same forkserver
         preload(["engine.questdb.ingest"])
     if qdb is not None:

@@ -5,8 +5,11 @@ footer metadata that makes reruns exact. What lives here:
 
 - :mod:`~engine.lake.layout`: file names, listing, footer metadata, temp names, the lake lock;
 - :mod:`~engine.lake.kernels`: Numba kernels for stripes (sort, gather, row-group cuts);
-- :mod:`~engine.lake.encode`: stripes -> Parquet parts (options, encoders);
+- :mod:`~engine.lake.options`: :class:`ParquetOptions`, the stripe columns, the encoder process
+  (NumPy only: what the process that plans a run needs);
+- :mod:`~engine.lake.encode`: stripes -> Parquet parts (encoders);
 - :mod:`~engine.lake.footer`: joins encoded parts into one file (footer codec);
+- :mod:`~engine.lake.outputs`: day and per-symbol files, committed beside other sources' rows;
 - :mod:`~engine.lake.sink`: :class:`ParquetSink`, the pipeline's lake sink;
 - :mod:`~engine.lake.writer`: a file from batches already in symbol order (the QuestDB export);
 - :mod:`~engine.lake.ingest`: :func:`ingest_parquet`, what ``datapair-ingest --parquet`` runs;
@@ -25,10 +28,10 @@ from typing import TYPE_CHECKING
 from engine._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from engine.lake.encode import ParquetOptions
     from engine.lake.ingest import IngestSummary, ParquetSinkFactory, ingest_parquet, is_complete
     from engine.lake.layout import LakeFile, LakeInfo, SourceEntry, lake_file_name, list_lake, read_lake_info
     from engine.lake.ohlcv import ohlcv
+    from engine.lake.options import ParquetOptions
     from engine.lake.query import format_frame, run_query
     from engine.lake.scan import ScanPlan, plan_scan, scan_lake
     from engine.lake.sink import ParquetSink
@@ -57,7 +60,7 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "ParquetOptions": "encode",
+    "ParquetOptions": "options",
     "IngestSummary": "ingest",
     "ParquetSinkFactory": "ingest",
     "ingest_parquet": "ingest",
@@ -78,3 +81,7 @@ _EXPORTS = {
     "RunWriter": "writer",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+SINK_MODULES = ("engine.lake.sink",)
+"""What building a lake sink imports (pyarrow, Numba): the workers' forkserver preloads it, the
+process that plans the run never imports it (``ParquetSinkFactory.modules``, ``datapair-ingest``)."""

@@ -19,6 +19,7 @@ from engine.cli import Interrupted
 from engine.defaults import DEFAULT_BLOCK_BYTES, default_jobs
 from engine.errors import ConfigError, DatapairError
 from engine.inputs import find_inputs
+from engine.lake import SINK_MODULES
 from engine.lake.groups import day_groups
 from engine.lake.layout import LakeFile, LakeInfo, SourceEntry, list_lake, read_lake_info, remove_stale_temps
 from engine.lake.options import ParquetOptions, offload_spec
@@ -78,7 +79,7 @@ class ParquetSinkFactory:
     """Picklable factory of the :class:`~engine.lake.sink.ParquetSink` of one source file (built in
     the worker: the sink's module, with pyarrow and Numba, loads in the workers, never here)."""
 
-    modules: ClassVar[tuple[str, ...]] = ("engine.lake.sink",)
+    modules: ClassVar[tuple[str, ...]] = SINK_MODULES
 
     out_dir: str
     day_files: bool = True
