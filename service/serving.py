@@ -170,8 +170,16 @@ def stop_server(server: Any, thread: threading.Thread | None = None, timeout: fl
 
     try:
         server.trigger.pull_trigger(close_all)  # the loop ends when its socket map is empty
-    except OSError:  # the loop closed its trigger already (seen once, in a CI run): close the rest here
-        close_all()
+    except OSError:
+        # The loop closed its trigger already (seen once, in a CI run). Closing sockets from this
+        # thread would race the loop's select (EBADF), so give the loop a new trigger: it polls
+        # the new one within its loop timeout and closes everything itself.
+        from waitress.trigger import trigger
+
+        server.trigger = trigger(server._map)
+        server.trigger.pull_trigger(close_all)
     if thread is not None:
         thread.join(timeout)
+        if not thread.is_alive():
+            close_all()  # what a loop that had ended already left open
     server.task_dispatcher.shutdown()

@@ -123,8 +123,9 @@ def test_a_slot_comes_back_when_the_body_is_never_read() -> None:
 def test_stop_server_ends_a_server_whose_trigger_is_already_closed(lake: Path) -> None:
     app = create_app(LakeStore(lake, cache_bytes=0), Settings())
     srv = create_server(app, "127.0.0.1", 0, ServeLimits(threads=2))
+    srv.trigger.close()  # what the loop does when it sees its trigger fail (closed in the loop's thread)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    srv.trigger.close()  # what the loop does when it sees its trigger fail
     stop_server(srv, thread)  # before: OSError (EBADF) from pulling the closed trigger
     assert not thread.is_alive()
+    assert not srv._map  # nothing left open, and the loop's select never saw a closed descriptor
