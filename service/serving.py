@@ -134,7 +134,10 @@ class StallReaper:
                 if ch.total_outbufs_len > 0 and ch.last_activity < cutoff and ch.connected:
                     self.closed += 1
                     log.warning("closing a connection whose client read nothing for %.0f s", self.seconds)
-                    self.server.trigger.pull_trigger(_closer(ch))  # in waitress' own loop thread
+                    try:
+                        self.server.trigger.pull_trigger(_closer(ch))  # in waitress' own loop thread
+                    except OSError:  # the trigger is closed: the server is stopping, and closes it anyway
+                        return
 
 
 def _closer(ch: Any) -> Any:

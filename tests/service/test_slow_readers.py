@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+import types
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from service import Settings, create_app
-from service.serving import ServeLimits, StreamSlots, create_server, stop_server
+from service.serving import ServeLimits, StallReaper, StreamSlots, create_server, stop_server
 from service.stores.lake import LakeStore
 from tests.support.service import make_lake
 
@@ -129,3 +130,18 @@ def test_stop_server_ends_a_server_whose_trigger_is_already_closed(lake: Path) -
     stop_server(srv, thread)  # before: OSError (EBADF) from pulling the closed trigger
     assert not thread.is_alive()
     assert not srv._map  # nothing left open, and the loop's select never saw a closed descriptor
+
+
+def test_the_reaper_ends_quietly_when_the_trigger_is_closed(lake: Path) -> None:
+    app = create_app(LakeStore(lake, cache_bytes=0), Settings())
+    srv = create_server(app, "127.0.0.1", 0, ServeLimits(threads=2, stall_seconds=0.0))
+    srv.reaper.stop()
+    srv.trigger.close()  # the server is stopping
+    stalled = types.SimpleNamespace(total_outbufs_len=1, last_activity=0.0, connected=True)
+    srv.active_channels = {0: stalled}  # a connection whose client read nothing
+    reaper = StallReaper(srv, 0.0, every=0.01).start()
+    reaper._thread.join(60)
+    assert not reaper._thread.is_alive()  # it returned; pytest fails the test if the thread raised instead
+    assert reaper.closed == 1
+    srv.close()
+    srv.task_dispatcher.shutdown()
