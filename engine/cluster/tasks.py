@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.dbn.metadata import DEFAULT_BLOCK_BYTES
-from engine.lake.encode import ParquetOptions
 from engine.lake.ingest import ingest_parquet
+from engine.lake.options import ParquetOptions
 from engine.questdb.conf import QuestDBOptions
 from engine.questdb.ingest import ingest_file
 from engine.questdb.sink import QuestDBSinkFactory

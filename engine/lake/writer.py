@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.dbn.columns import MBO_SCHEMA
-from engine.lake.encode import ParquetOptions
+from engine.lake.options import ParquetOptions
 
 __all__ = ["RunWriter"]
 

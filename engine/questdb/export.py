@@ -28,7 +28,6 @@ from pathlib import Path
 
 from engine.cli import Interrupted
 from engine.errors import SinkError, StoreUnavailableError
-from engine.lake.encode import ParquetOptions
 from engine.lake.layout import (
     LAYOUT,
     META_DAY,
@@ -42,6 +41,7 @@ from engine.lake.layout import (
     remove_stale_temps,
     temp_path,
 )
+from engine.lake.options import ParquetOptions
 from engine.lake.store import resolve
 from engine.lake.writer import RunWriter
 from engine.progress import ProgressBoard, RateClock, show_progress

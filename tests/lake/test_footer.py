@@ -125,7 +125,7 @@ def test_parts_with_a_page_index_are_refused(tmp_path: Path) -> None:
 
 def test_lake_parts_carry_no_page_index_or_bloom_filter(tmp_path: Path) -> None:
     from engine.dbn.columns import iter_column_blocks
-    from engine.lake.encode import ParquetOptions
+    from engine.lake.options import ParquetOptions
     from engine.synth.day import write_day
 
     day = write_day(tmp_path / "d.dbn", 5_000, date="2025-10-22", seed=1).path

@@ -664,6 +664,16 @@ def test_stripes_encoded_by_the_worker_equal_the_source(
     _assert_lake_is(tmp_path, day_oracle, by_symbol=by_symbol)
 
 
+def _ramp(rows: int, first: int, full: int) -> list[int]:
+    """Stripe sizes of a ``rows``-row file: ``first``, doubling up to ``full``, then what is left."""
+    sizes, cap = [], first
+    while rows > cap:
+        sizes.append(cap)
+        rows -= cap
+        cap = min(cap * 2, full)
+    return [*sizes, rows]
+
+
 class _Recording(ThreadEncoder):
     """A shared encoder that records the rows of every stripe submitted to it. ``busy``: it reports
     a job finished only when the sink blocks for it (still busy when the sink is closed); else it
@@ -693,9 +703,8 @@ def test_stripes_ramp_up_and_the_last_one_is_encoded_beside_the_encoder(
     opts = replace(SMALL, first_stripe_rows=1_024, slots=8)
     encoder = _Recording(opts, busy=True)
     sink = _sink_day(day, tmp_path, opts, encoder)
-    full = (30_000 - 1_024 - 2_048 - 4_096) // 8_192
-    last = 30_000 - 1_024 - 2_048 - 4_096 - full * 8_192
-    assert encoder.submitted == [1_024, 2_048, 4_096] + [8_192] * full and sink.stolen == 1
+    *sent, last = _ramp(30_000, 1_024, 8_192)
+    assert encoder.submitted == sent and sink.stolen == 1
     assert last > 0 and sink.rows == 30_000
     _assert_lake_is(tmp_path, day_oracle)
 
@@ -727,9 +736,8 @@ def test_the_last_stripe_is_split_with_an_idle_encoder(
     opts = replace(SMALL, first_stripe_rows=1_024)
     encoder = _Recording(opts, busy=False)
     sink = _sink_day(day, tmp_path, opts, encoder)
-    full = (30_000 - 1_024 - 2_048 - 4_096) // 8_192
-    last = 30_000 - 1_024 - 2_048 - 4_096 - full * 8_192
-    assert encoder.submitted == [1_024, 2_048, 4_096] + [8_192] * full + [last // 2] and sink.stolen == 1
+    *sent, last = _ramp(30_000, 1_024, 8_192)
+    assert encoder.submitted == [*sent, last // 2] and sink.stolen == 1
     _assert_lake_is(tmp_path, day_oracle)
 
 

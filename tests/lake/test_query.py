@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.errors import QueryError
-from engine.lake.encode import ParquetOptions
 from engine.lake.ingest import ingest_parquet
 from engine.lake.ohlcv import BAR_COLUMNS, ohlcv, parse_interval
+from engine.lake.options import ParquetOptions
 from engine.lake.query import format_frame, run_query
 from engine.lake.scan import ScanRun, plan_scan, scan_lake
 from engine.query import main

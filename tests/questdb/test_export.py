@@ -28,9 +28,9 @@ import questdb
 from engine.dbn.columns import COLUMNS, MBO_SCHEMA
 from engine.errors import ConfigError, QueryError, SinkError, StoreUnavailableError
 from engine.export import main
-from engine.lake.encode import ParquetOptions
 from engine.lake.ingest import ingest_parquet
 from engine.lake.layout import lake_file_name, read_lake_info
+from engine.lake.options import ParquetOptions
 from engine.lake.query import run_query
 from engine.questdb.conf import parse_questdb_url
 from engine.questdb.export import export_days

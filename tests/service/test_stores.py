@@ -23,8 +23,8 @@ import pytest
 from engine.book.rows import day_source
 from engine.dbn.columns import MBO_SCHEMA, iter_column_blocks
 from engine.errors import ConfigError, QueryError, StoreUnavailableError
-from engine.lake.encode import ParquetOptions
 from engine.lake.ingest import ingest_parquet
+from engine.lake.options import ParquetOptions
 from engine.questdb.conf import parse_questdb_url as parse_address
 from engine.questdb.ingest import ingest_questdb
 from service.bars import bars_from_trades
