@@ -63,6 +63,7 @@ __all__ = [
     "day_text",
     "lake_file_name",
     "lake_lock",
+    "lake_metadata",
     "list_lake",
     "parse_lake_name",
     "read_lake_info",
@@ -255,6 +256,19 @@ class SourceEntry:
             list(d["filter"]) if d.get("filter") is not None else None,
             int(d.get("bad_records", 0)),
         )
+
+
+def lake_metadata(rows: int, day: str, symbol: str | None, sources: list[SourceEntry]) -> dict[str, str]:
+    """The datapair key-value metadata of a lake file (row count, day, symbol, sources, layout)."""
+    md = {
+        META_ROWS: str(rows),
+        META_DAY: day,
+        META_LAYOUT: LAYOUT,
+        META_SOURCE: json.dumps([s.to_json() for s in sources], separators=(",", ":")),
+    }
+    if symbol is not None:
+        md[META_SYMBOL] = symbol
+    return md
 
 
 @dataclass

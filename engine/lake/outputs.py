@@ -10,7 +10,6 @@ first (:func:`merge_sources`), so a day file always holds every row of its day.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections import deque
 from dataclasses import replace
@@ -22,33 +21,10 @@ import pyarrow.parquet as pq
 from engine.dbn.columns import COLUMNS, MBO_SCHEMA
 from engine.errors import SinkError
 from engine.lake.footer import PartAssembler
-from engine.lake.layout import (
-    LAYOUT,
-    META_DAY,
-    META_LAYOUT,
-    META_ROWS,
-    META_SOURCE,
-    META_SYMBOL,
-    SourceEntry,
-    read_lake_info,
-    temp_path,
-)
+from engine.lake.layout import SourceEntry, lake_metadata, read_lake_info, temp_path
 from engine.lake.options import ParquetOptions
 
-__all__ = ["DayFile", "SymbolFile", "commit_output", "lake_metadata", "merge_sources"]
-
-
-def lake_metadata(rows: int, day: str, symbol: str | None, sources: list[SourceEntry]) -> dict[str, str]:
-    """The datapair key-value metadata of a lake file (row count, day, symbol, sources, layout)."""
-    md = {
-        META_ROWS: str(rows),
-        META_DAY: day,
-        META_LAYOUT: LAYOUT,
-        META_SOURCE: json.dumps([s.to_json() for s in sources], separators=(",", ":")),
-    }
-    if symbol is not None:
-        md[META_SYMBOL] = symbol
-    return md
+__all__ = ["DayFile", "SymbolFile", "commit_output", "merge_sources"]
 
 
 def merge_sources(

@@ -46,12 +46,12 @@ from engine.lake.encode import (
 )
 from engine.lake.kernels import gather_rows, invert_permutation, scatter_rows, sort_by_symbol
 from engine.lake.layout import SourceEntry, day_text, lake_file_name, lake_lock, temp_path
-from engine.lake.outputs import DayFile, SymbolFile, commit_output, lake_metadata
+from engine.lake.outputs import DayFile, SymbolFile, commit_output
 from engine.pipeline.sinks import FileSink, SinkResult
 from engine.stages import add as add_stage
 from engine.stages import stage
 
-__all__ = ["ParquetSink", "commit_output", "lake_metadata"]  # the last two: engine.lake.outputs
+__all__ = ["ParquetSink", "commit_output"]  # commit_output: engine.lake.outputs (tests patch it here)
 
 SCATTER_MAX_RUNS = 1024
 """A stripe of at most this many symbol runs is put in symbol order by scattering its rows (read in

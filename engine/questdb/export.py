@@ -19,7 +19,6 @@ rewrites it).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -29,14 +28,10 @@ from pathlib import Path
 from engine.cli import Interrupted
 from engine.errors import SinkError, StoreUnavailableError
 from engine.lake.layout import (
-    LAYOUT,
-    META_DAY,
-    META_LAYOUT,
-    META_ROWS,
-    META_SOURCE,
-    META_SYMBOL,
+    SourceEntry,
     lake_file_name,
     lake_lock,
+    lake_metadata,
     read_lake_info,
     remove_stale_temps,
     temp_path,
@@ -164,20 +159,11 @@ def export_day(
                 f"(table {table} changing during the export?); nothing was written"
             )
             raise SinkError(msg)
-        source = {
-            "name": f"questdb:{table}", "size": 0, "mtime_ns": 0, "rows": writer.rows,
-            "rows_by_day": {day.isoformat(): writer.rows}, "row_groups": [0, writer.row_groups],
-            "filter": [symbol] if symbol is not None else None,
-        }  # fmt: skip
-        meta = {
-            META_ROWS: str(writer.rows),
-            META_DAY: day.isoformat(),
-            META_LAYOUT: LAYOUT,
-            META_SOURCE: json.dumps([source], separators=(",", ":")),
-        }
-        if symbol is not None:
-            meta[META_SYMBOL] = symbol
-        writer.close(meta)
+        source = SourceEntry(
+            f"questdb:{table}", 0, 0, rows=writer.rows, rows_by_day={day.isoformat(): writer.rows},
+            row_groups=(0, writer.row_groups), filter=[symbol] if symbol is not None else None,
+        )  # fmt: skip
+        writer.close(lake_metadata(writer.rows, day.isoformat(), symbol, [source]))
         writer = None
         with lake_lock(out):
             os.replace(temp, final)
